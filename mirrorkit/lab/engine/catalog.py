@@ -1,0 +1,230 @@
+"""Catalog views as data: documented columns with their types, and the SQLite
+query that produces them from the base tables in store.py.
+
+Database-scoped views expose a hidden `_db` column; select.py narrows them to
+the database the query names (or the session's current database). Live views
+(sys.dm_*) are filled into per-session temp tables right before a query reads them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class View:
+    name: str                      # without the sys. prefix, lower case
+    scope: str                     # server | database | live
+    columns: tuple[tuple[str, str], ...]
+    body: str = ""                 # SQLite SELECT (server/database scope)
+
+    @property
+    def column_types(self) -> dict[str, str]:
+        return {c.lower(): t for c, t in self.columns}
+
+
+def _case(col: str, mapping: dict) -> str:
+    whens = " ".join(f"WHEN {k!r} THEN {v!r}" if isinstance(k, str) else f"WHEN {k} THEN {v!r}"
+                     for k, v in mapping.items())
+    return f"CASE {col} {whens} END"
+
+
+PROTOCOL_DESC = {1: "HTTP", 2: "TCP", 3: "NAMED_PIPES", 4: "SHARED_MEMORY", 5: "VIA"}
+ENDPOINT_TYPE_DESC = {1: "SOAP", 2: "TSQL", 3: "SERVICE_BROKER", 4: "DATABASE_MIRRORING"}
+STATE_DESC = {0: "STARTED", 1: "STOPPED", 2: "DISABLED"}
+ROLE_DESC = {0: "NONE", 1: "PARTNER", 2: "WITNESS", 3: "ALL"}
+CONNECTION_AUTH_DESC = {
+    1: "NTLM", 2: "KERBEROS", 3: "NEGOTIATE", 4: "CERTIFICATE", 5: "NTLM, CERTIFICATE",
+    6: "KERBEROS, CERTIFICATE", 7: "NEGOTIATE, CERTIFICATE", 8: "CERTIFICATE, NTLM",
+    9: "CERTIFICATE, KERBEROS", 10: "CERTIFICATE, NEGOTIATE"}
+ENCRYPTION_ALGORITHM_DESC = {
+    0: "NONE", 1: "RC4", 2: "AES", 3: "NONE, RC4", 4: "NONE, AES", 5: "RC4, AES", 6: "AES, RC4",
+    7: "NONE, RC4, AES", 8: "NONE, AES, RC4"}
+SERVER_PRINCIPAL_TYPE_DESC = {
+    "S": "SQL_LOGIN", "U": "WINDOWS_LOGIN", "G": "WINDOWS_GROUP", "R": "SERVER_ROLE",
+    "C": "CERTIFICATE_MAPPED_LOGIN", "K": "ASYMMETRIC_KEY_MAPPED_LOGIN"}
+DATABASE_PRINCIPAL_TYPE_DESC = {
+    "A": "APPLICATION_ROLE", "C": "CERTIFICATE_MAPPED_USER", "E": "EXTERNAL_USER",
+    "G": "WINDOWS_GROUP", "K": "ASYMMETRIC_KEY_MAPPED_USER", "R": "DATABASE_ROLE",
+    "S": "SQL_USER", "U": "WINDOWS_USER", "X": "EXTERNAL_GROUPS"}
+AUTHENTICATION_TYPE_DESC = {0: "NONE", 1: "INSTANCE", 2: "DATABASE", 3: "WINDOWS"}
+PVT_KEY_DESC = {"NA": "NO_PRIVATE_KEY", "MK": "ENCRYPTED_BY_MASTER_KEY", "PW": "ENCRYPTED_BY_PASSWORD",
+                "SK": "ENCRYPTED_BY_SERVICE_MASTER_KEY"}
+PERMISSION_STATE_DESC = {"D": "DENY", "R": "REVOKE", "G": "GRANT", "W": "GRANT_WITH_GRANT_OPTION"}
+PERMISSION_CLASS_DESC = {100: "SERVER", 101: "SERVER_PRINCIPAL", 105: "ENDPOINT"}
+DATABASE_STATE_DESC = {0: "ONLINE", 1: "RESTORING", 2: "RECOVERING", 3: "RECOVERY_PENDING",
+                       4: "SUSPECT", 5: "EMERGENCY", 6: "OFFLINE"}
+RECOVERY_MODEL_DESC = {1: "FULL", 2: "BULK_LOGGED", 3: "SIMPLE"}
+
+_ENDPOINT_COLUMNS = (
+    ("name", "sysname"), ("endpoint_id", "int"), ("principal_id", "int"), ("protocol", "tinyint"),
+    ("protocol_desc", "nvarchar(60)"), ("type", "tinyint"), ("type_desc", "nvarchar(60)"),
+    ("state", "tinyint"), ("state_desc", "nvarchar(60)"), ("is_admin_endpoint", "bit"))
+_ENDPOINT_SELECT = (
+    "e.name, e.endpoint_id, e.principal_id, e.protocol, "
+    f"{_case('e.protocol', PROTOCOL_DESC)} AS protocol_desc, e.type, "
+    f"{_case('e.type', ENDPOINT_TYPE_DESC)} AS type_desc, e.state, "
+    f"{_case('e.state', STATE_DESC)} AS state_desc, e.is_admin_endpoint")
+
+_SERVER_PRINCIPAL_COLUMNS = (
+    ("name", "sysname"), ("principal_id", "int"), ("sid", "varbinary(85)"), ("type", "char(1)"),
+    ("type_desc", "nvarchar(60)"), ("is_disabled", "int"), ("create_date", "datetime"),
+    ("modify_date", "datetime"), ("default_database_name", "sysname"),
+    ("default_language_name", "sysname"), ("credential_id", "int"),
+    ("owning_principal_id", "int"), ("is_fixed_role", "bit"))
+_SERVER_PRINCIPAL_SELECT = (
+    "p.name, p.principal_id, p.sid, p.type, "
+    f"{_case('p.type', SERVER_PRINCIPAL_TYPE_DESC)} AS type_desc, p.is_disabled, p.create_date, "
+    "p.modify_date, p.default_database_name, p.default_language_name, p.credential_id, "
+    "p.owning_principal_id, p.is_fixed_role")
+
+VIEWS: dict[str, View] = {}
+
+
+def _add(view: View) -> None:
+    VIEWS[view.name] = view
+
+
+_add(View("endpoints", "server", _ENDPOINT_COLUMNS, f"SELECT {_ENDPOINT_SELECT} FROM t_endpoints e"))
+_add(View("tcp_endpoints", "server",
+          _ENDPOINT_COLUMNS + (("port", "int"), ("is_dynamic_port", "bit"), ("ip_address", "nvarchar(45)")),
+          f"SELECT {_ENDPOINT_SELECT}, e.port, e.is_dynamic_port, e.ip_address "
+          "FROM t_endpoints e WHERE e.protocol = 2"))
+_add(View("database_mirroring_endpoints", "server",
+          _ENDPOINT_COLUMNS + (
+              ("role", "tinyint"), ("role_desc", "nvarchar(60)"), ("is_encryption_enabled", "bit"),
+              ("connection_auth", "tinyint"), ("connection_auth_desc", "nvarchar(60)"),
+              ("certificate_id", "int"), ("encryption_algorithm", "tinyint"),
+              ("encryption_algorithm_desc", "nvarchar(60)")),
+          f"SELECT {_ENDPOINT_SELECT}, e.role, {_case('e.role', ROLE_DESC)} AS role_desc, "
+          "e.is_encryption_enabled, e.connection_auth, "
+          f"{_case('e.connection_auth', CONNECTION_AUTH_DESC)} AS connection_auth_desc, "
+          "e.certificate_id, e.encryption_algorithm, "
+          f"{_case('e.encryption_algorithm', ENCRYPTION_ALGORITHM_DESC)} AS encryption_algorithm_desc "
+          "FROM t_endpoints e WHERE e.type = 4"))
+_add(View("server_principals", "server", _SERVER_PRINCIPAL_COLUMNS,
+          f"SELECT {_SERVER_PRINCIPAL_SELECT} FROM t_server_principals p"))
+_add(View("sql_logins", "server",
+          _SERVER_PRINCIPAL_COLUMNS + (("is_policy_checked", "bit"), ("is_expiration_checked", "bit"),
+                                       ("password_hash", "varbinary(256)")),
+          f"SELECT {_SERVER_PRINCIPAL_SELECT}, p.is_policy_checked, p.is_expiration_checked, "
+          "p.password_hash FROM t_server_principals p WHERE p.type = 'S'"))
+_add(View("server_role_members", "server",
+          (("role_principal_id", "int"), ("member_principal_id", "int")),
+          "SELECT role_principal_id, member_principal_id FROM t_server_role_members"))
+_add(View("server_permissions", "server",
+          (("class", "tinyint"), ("class_desc", "nvarchar(60)"), ("major_id", "int"),
+           ("minor_id", "int"), ("grantee_principal_id", "int"), ("grantor_principal_id", "int"),
+           ("type", "char(4)"), ("permission_name", "nvarchar(128)"), ("state", "char(1)"),
+           ("state_desc", "nvarchar(60)")),
+          f"SELECT class, {_case('class', PERMISSION_CLASS_DESC)} AS class_desc, major_id, minor_id, "
+          "grantee_principal_id, grantor_principal_id, substr(type || '    ', 1, 4) AS type, "
+          f"permission_name, state, {_case('state', PERMISSION_STATE_DESC)} AS state_desc "
+          "FROM t_server_permissions"))
+_add(View("databases", "server",
+          (("name", "sysname"), ("database_id", "int"), ("source_database_id", "int"),
+           ("owner_sid", "varbinary(85)"), ("create_date", "datetime"),
+           ("compatibility_level", "tinyint"), ("collation_name", "sysname"),
+           ("user_access", "tinyint"), ("user_access_desc", "nvarchar(60)"),
+           ("is_read_only", "bit"), ("state", "tinyint"), ("state_desc", "nvarchar(60)"),
+           ("recovery_model", "tinyint"), ("recovery_model_desc", "nvarchar(60)"),
+           ("is_trustworthy_on", "bit"), ("is_master_key_encrypted_by_server", "bit")),
+          "SELECT d.name, d.database_id, NULL AS source_database_id, d.owner_sid, d.create_date, "
+          "d.compatibility_level, 'SQL_Latin1_General_CP1_CI_AS' AS collation_name, 0 AS user_access, "
+          "'MULTI_USER' AS user_access_desc, 0 AS is_read_only, 0 AS state, 'ONLINE' AS state_desc, "
+          f"d.recovery_model, {_case('d.recovery_model', RECOVERY_MODEL_DESC)} AS recovery_model_desc, "
+          "d.is_trustworthy_on, EXISTS (SELECT 1 FROM t_key_encryptions k WHERE k.database_id = "
+          "d.database_id AND k.crypt_type = 'ESKM') AS is_master_key_encrypted_by_server "
+          "FROM t_databases d"))
+_add(View("certificates", "database",
+          (("name", "sysname"), ("certificate_id", "int"), ("principal_id", "int"),
+           ("pvt_key_encryption_type", "char(2)"), ("pvt_key_encryption_type_desc", "nvarchar(60)"),
+           ("is_active_for_begin_dialog", "bit"), ("issuer_name", "nvarchar(442)"),
+           ("cert_serial_number", "nvarchar(64)"), ("sid", "varbinary(85)"),
+           ("string_sid", "nvarchar(128)"), ("subject", "nvarchar(4000)"),
+           ("expiry_date", "datetime"), ("start_date", "datetime"), ("thumbprint", "varbinary(32)"),
+           ("attested_by", "nvarchar(260)"), ("pvt_key_last_backup_date", "datetime"),
+           ("key_length", "int")),
+          "SELECT name, certificate_id, principal_id, pvt_key_encryption_type, "
+          f"{_case('pvt_key_encryption_type', PVT_KEY_DESC)} AS pvt_key_encryption_type_desc, "
+          "is_active_for_begin_dialog, issuer_name, cert_serial_number, sid, string_sid, subject, "
+          "expiry_date, start_date, thumbprint, NULL AS attested_by, pvt_key_last_backup_date, "
+          "key_length, database_id AS _db FROM t_certificates"))
+_add(View("symmetric_keys", "database",
+          (("name", "sysname"), ("principal_id", "int"), ("symmetric_key_id", "int"),
+           ("key_length", "int"), ("key_algorithm", "char(2)"), ("algorithm_desc", "nvarchar(60)"),
+           ("create_date", "datetime"), ("modify_date", "datetime"), ("key_guid", "uniqueidentifier"),
+           ("key_thumbprint", "varbinary(32)"), ("provider_type", "nvarchar(120)"),
+           ("cryptographic_provider_guid", "uniqueidentifier"),
+           ("cryptographic_provider_algid", "nvarchar(60)")),
+          "SELECT name, principal_id, symmetric_key_id, key_length, key_algorithm, algorithm_desc, "
+          "create_date, modify_date, key_guid, NULL AS key_thumbprint, NULL AS provider_type, "
+          "NULL AS cryptographic_provider_guid, NULL AS cryptographic_provider_algid, "
+          "database_id AS _db FROM t_symmetric_keys"))
+_add(View("key_encryptions", "database",
+          (("key_id", "int"), ("thumbprint", "varbinary(32)"), ("crypt_type", "char(4)"),
+           ("crypt_type_desc", "nvarchar(60)"), ("crypt_property", "varbinary(max)")),
+          "SELECT key_id, thumbprint, crypt_type, crypt_type_desc, crypt_property, "
+          "database_id AS _db FROM t_key_encryptions"))
+_add(View("database_principals", "database",
+          (("name", "sysname"), ("principal_id", "int"), ("type", "char(1)"),
+           ("type_desc", "nvarchar(60)"), ("default_schema_name", "sysname"),
+           ("create_date", "datetime"), ("modify_date", "datetime"), ("owning_principal_id", "int"),
+           ("sid", "varbinary(85)"), ("is_fixed_role", "bit"), ("authentication_type", "int"),
+           ("authentication_type_desc", "nvarchar(60)"), ("default_language_name", "sysname"),
+           ("default_language_lcid", "int"), ("allow_encrypted_value_modifications", "bit")),
+          "SELECT name, principal_id, type, "
+          f"{_case('type', DATABASE_PRINCIPAL_TYPE_DESC)} AS type_desc, default_schema_name, "
+          "create_date, modify_date, owning_principal_id, sid, is_fixed_role, authentication_type, "
+          f"{_case('authentication_type', AUTHENTICATION_TYPE_DESC)} AS authentication_type_desc, "
+          "NULL AS default_language_name, NULL AS default_language_lcid, "
+          "0 AS allow_encrypted_value_modifications, database_id AS _db FROM t_database_principals"))
+_MIRRORING_COLUMNS = (
+    ("database_id", "int"), ("mirroring_guid", "uniqueidentifier"), ("mirroring_state", "tinyint"),
+    ("mirroring_state_desc", "nvarchar(60)"), ("mirroring_role", "tinyint"),
+    ("mirroring_role_desc", "nvarchar(60)"), ("mirroring_role_sequence", "int"),
+    ("mirroring_safety_level", "tinyint"), ("mirroring_safety_level_desc", "nvarchar(60)"),
+    ("mirroring_safety_sequence", "int"), ("mirroring_partner_name", "nvarchar(128)"),
+    ("mirroring_partner_instance", "nvarchar(128)"), ("mirroring_witness_name", "nvarchar(128)"),
+    ("mirroring_witness_state", "tinyint"), ("mirroring_witness_state_desc", "nvarchar(60)"),
+    ("mirroring_failover_lsn", "decimal(25,0)"), ("mirroring_connection_timeout", "int"),
+    ("mirroring_redo_queue", "int"), ("mirroring_redo_queue_type", "nvarchar(60)"),
+    ("mirroring_end_of_log_lsn", "decimal(25,0)"), ("mirroring_replication_lsn", "decimal(25,0)"))
+# no database is mirrored in the lab yet: every column but database_id is NULL, as documented
+_add(View("database_mirroring", "server", _MIRRORING_COLUMNS,
+          "SELECT database_id, " + ", ".join(f"NULL AS {c}" for c, _ in _MIRRORING_COLUMNS[1:])
+          + " FROM t_databases"))
+_add(View("dm_exec_sessions", "live",
+          (("session_id", "smallint"), ("login_time", "datetime"), ("host_name", "nvarchar(128)"),
+           ("program_name", "nvarchar(128)"), ("host_process_id", "int"),
+           ("client_interface_name", "nvarchar(32)"), ("login_name", "nvarchar(128)"),
+           ("status", "nvarchar(30)"), ("original_login_name", "nvarchar(128)"),
+           ("database_id", "smallint"), ("is_user_process", "bit"), ("security_id", "varbinary(85)"),
+           ("last_request_start_time", "datetime"), ("last_request_end_time", "datetime"),
+           ("transaction_isolation_level", "smallint"), ("open_transaction_count", "int"))))
+_add(View("dm_exec_connections", "live",
+          (("session_id", "int"), ("connect_time", "datetime"), ("net_transport", "nvarchar(40)"),
+           ("protocol_type", "nvarchar(40)"), ("encrypt_option", "nvarchar(40)"),
+           ("auth_scheme", "nvarchar(40)"), ("client_net_address", "varchar(48)"),
+           ("client_tcp_port", "int"), ("local_net_address", "varchar(48)"),
+           ("local_tcp_port", "int"), ("connection_id", "uniqueidentifier"))))
+
+
+
+def lookup(name: str) -> View | None:
+    return VIEWS.get(name.lower())
+
+
+def sqlite_view_name(view: View) -> str:
+    return ("live_" if view.scope == "live" else "v_") + view.name
+
+
+def create_views_sql() -> str:
+    """TEMP views for one SQLite connection (kept out of the file: no schema drift)."""
+    parts = []
+    for v in VIEWS.values():
+        if v.scope == "live":
+            cols = ", ".join(f'"{c}"' for c, _ in v.columns)
+            parts.append(f"CREATE TEMP TABLE {sqlite_view_name(v)} ({cols});")
+        else:
+            parts.append(f"CREATE TEMP VIEW {sqlite_view_name(v)} AS {v.body};")
+    return "\n".join(parts)

@@ -1,0 +1,146 @@
+"""SQL Server messages the lab raises: number, severity and template.
+
+Templates follow the documented message texts (docs/relational-databases/
+errors-events/database-engine-events-and-errors-*.md); SQL Server's printf
+placeholders (%.*ls, %d, %S_MSG) are written here as {}. docs/lab-fidelity.md
+lists where a number or wording is inferred.
+"""
+from __future__ import annotations
+
+from .results import Message
+
+# number: (severity, template)
+MESSAGES: dict[int, tuple[int, str]] = {
+    # syntax and name resolution
+    102: (15, "Incorrect syntax near '{}'."),
+    103: (15, "The {} that starts with '{}' is too long. Maximum length is {}."),
+    105: (15, "Unclosed quotation mark after the character string '{}'."),
+    113: (15, "Missing end comment mark '*/'."),
+    108: (15, "The ORDER BY position number {} is out of range of the number of items in the select list."),
+    116: (16, "Only one expression can be specified in the select list when the subquery is not introduced with EXISTS."),
+    134: (15, "The variable name '{}' has already been declared. Variable names must be unique within a query batch or stored procedure."),
+    137: (15, 'Must declare the scalar variable "{}".'),
+    156: (15, "Incorrect syntax near the keyword '{}'."),
+    141: (15, "A SELECT statement that assigns a value to a variable must not be combined with data-retrieval operations."),
+    174: (15, "The {} function requires {} argument(s)."),
+    189: (15, "The {} function requires {} to {} arguments."),
+    195: (15, "'{}' is not a recognized built-in function name."),
+    205: (16, "All queries combined using a UNION, INTERSECT or EXCEPT operator must have an equal number of expressions in their target lists."),
+    207: (16, "Invalid column name '{}'."),
+    208: (16, "Invalid object name '{}'."),
+    209: (16, "Ambiguous column name '{}'."),
+    241: (16, "Conversion failed when converting date and/or time from character string."),
+    245: (16, "Conversion failed when converting the {} value '{}' to data type {}."),
+    257: (16, "Implicit conversion from data type {} to {} is not allowed. Use the CONVERT function to run this query."),
+    263: (16, "Must specify table to select from."),
+    402: (16, "The data types {} and {} are incompatible in the {} operator."),
+    512: (16, "Subquery returned more than 1 value. This is not permitted when the subquery follows =, !=, <, <= , >, >= or when the subquery is used as an expression."),
+    537: (16, "Invalid length parameter passed to the LEFT or SUBSTRING function."),
+    155: (15, "'{}' is not a recognized datepart option."),
+    574: (16, "{} statement cannot be used inside a user transaction."),
+    911: (16, "Database '{}' does not exist. Make sure that the name is entered correctly."),
+    1013: (16, 'The objects "{}" and "{}" in the FROM clause have the same exposed names. Use correlation names to distinguish them.'),
+    1205: (13, "Transaction (Process ID {}) was deadlocked on lock resources with another process and has been chosen as the deadlock victim. Rerun the transaction."),
+    1222: (16, "Lock request time out period exceeded."),
+    2715: (16, "Column, parameter, or variable #{}: Cannot find data type {}."),
+    8169: (16, "Conversion failed when converting from a character string to uniqueidentifier."),
+    2812: (16, "Could not find stored procedure '{}'."),
+    3902: (16, "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION."),
+    3903: (16, "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION."),
+    3701: (11, "Cannot drop the {} '{}', because it does not exist or you do not have permission."),
+    4104: (16, 'The multi-part identifier "{}" could not be bound.'),
+    4621: (16, "Permissions at the server scope can only be granted when the current database is master"),
+    4622: (16, "Permissions at the server scope can only be granted to logins"),
+    5701: (0, "Changed database context to '{}'."),
+    5703: (0, "Changed language setting to {}."),
+    8114: (16, "Error converting data type {} to {}."),
+    8115: (16, "Arithmetic overflow error converting {} to data type {}."),
+    8134: (16, "Divide by zero error encountered."),
+    8144: (16, "Procedure or function {} has too many arguments specified."),
+    8179: (16, "Could not find prepared statement with handle {}."),
+    201: (16, "Procedure or function '{}' expects parameter '{}', which was not supplied."),
+    # endpoints
+    7860: (16, "An endpoint's transport or content cannot be changed through the ALTER ENDPOINT statement. Use DROP ENDPOINT and execute the CREATE ENDPOINT statement to make these changes."),
+    7862: (16, "An endpoint of the requested type already exists.  Only one endpoint of this type is supported.  Use ALTER ENDPOINT or DROP the existing endpoint and execute the CREATE ENDPOINT statement."),
+    7863: (16, "The endpoint was not changed. The ALTER ENDPOINT statement did not contain any values to modify or update."),
+    7890: (16, "An error occurred while attempting to register the endpoint '{}'. One or more of the ports specified in the CREATE ENDPOINT statement may be bound to another process. Attempt the statement again with a different port or use netstat to find the application currently using the port and resolve the conflict."),
+    9692: (16, "The {} protocol transport cannot listen on port {} because it is in use by another process."),
+    # principals, keys and certificates
+    15007: (16, "'{}' is not a valid login or you do not have permission."),
+    15023: (16, "User, group, or role '{}' already exists in the current database."),
+    15025: (16, "The server principal '{}' already exists."),
+    15063: (16, "The login already has an account under a different user name."),
+    15099: (16, "The MUST_CHANGE option cannot be used when CHECK_EXPIRATION is OFF."),
+    15116: (16, "Password validation failed. The password does not meet the operating system policy requirements because it is too short."),
+    15117: (16, "Password validation failed. The password does not meet the operating system policy requirements because it is too long."),
+    15118: (16, "Password validation failed. The password does not meet the operating system policy requirements because it is not complex enough."),
+    15122: (16, "The CHECK_EXPIRATION option cannot be used when CHECK_POLICY is OFF."),
+    15138: (16, "The database principal owns a {} in the database, and cannot be dropped."),
+    15151: (16, "Cannot {} the {} '{}', because it does not exist or you do not have permission."),
+    15208: (16, "The certificate, asymmetric key, or private key file is not valid or does not exist; or you do not have permissions for it."),
+    15212: (16, "Invalid certificate subject. The certificate subject must have between 1 and {} characters."),
+    15213: (10, "Warning: The certificate you created has an invalid validity period; its expiration date precedes its start date."),
+    15214: (10, "Warning: The certificate you created is expired."),
+    15215: (10, "Warning: The certificate you created is not yet valid; its start date is in the future."),
+    15232: (16, "A certificate with name '{}' already exists or this certificate already has been added to the database."),
+    15240: (16, "Cannot write into file '{}'. Verify that you have write permissions, that the file path is valid, and that the file does not already exist."),
+    15246: (16, "Cannot dump the private key of certificate '{}' because the private key cannot be found."),
+    15247: (16, "User does not have permission to perform this action."),
+    15313: (16, "The key is not encrypted using the specified decryptor."),
+    15329: (16, "The current master key cannot be decrypted. If this is a database master key, you should attempt to open it in the session before performing this operation. The FORCE option can be used to ignore this error and continue the operation but the data encrypted by the old master key will be lost."),
+    15352: (16, "The {} cannot be dropped because one or more entities are either signed or encrypted using it. To drop the {}, you must first drop all signatures and encryptions that use it."),
+    15405: (16, "Cannot use the special principal '{}'."),
+    15434: (16, "Could not drop login '{}' as the user is currently logged in."),
+    15465: (16, "The private key password is invalid."),
+    15466: (16, "An error occurred during decryption."),
+    15474: (16, "Invalid private key. The private key does not match the public key of the {}."),
+    15578: (16, "There is already a master key in the database. Please drop it before performing this statement."),
+    15580: (16, "Cannot drop {} because {} '{}' is encrypted by it."),
+    15581: (16, "Please create a master key in the database or open the master key in the session before performing this operation."),
+    15591: (16, "The current security context cannot be reverted. Please switch to the original database where 'Execute As' was called and try it again."),
+    15593: (16, "An error occurred while decrypting {} '{}' that was encrypted by the old master key. The error was ignored because the FORCE option was specified."),
+    15594: (16, "The password is already provided for the database master key."),
+    15599: (10, "Permission to {} the {} is granted to the login of the current user ({})."),
+    18456: (14, "Login failed for user '{}'."),
+    18470: (14, "Login failed for user '{}'. Reason: The account is disabled."),
+    # lab-only
+    50000: (16, "{}"),
+    59001: (16, "{} is not supported by the lab (mirrorkit). See docs/lab-fidelity.md for the supported subset."),
+}
+NOT_SUPPORTED = 59001
+
+
+class SqlError(Exception):
+    """A SQL Server error raised while compiling or executing a statement.
+
+    abort_batch: compile errors and a few runtime errors stop the whole batch;
+    most statement errors let the batch go on, as SQL Server does.
+    """
+
+    def __init__(self, number: int, *args: object, state: int = 1, severity: int | None = None,
+                 abort_batch: bool = False, text: str | None = None):
+        sev, template = MESSAGES[number]
+        self.number = number
+        self.severity = sev if severity is None else severity
+        self.state = state
+        self.text = text if text is not None else template.format(*args)
+        self.abort_batch = abort_batch
+        self.line = 0  # filled in by the executor
+        super().__init__(f"Msg {number}: {self.text}")
+
+    def to_message(self, line: int, procedure: str = "") -> Message:
+        return Message(self.number, self.severity, self.state, self.text,
+                       line=self.line or line, procedure=procedure)
+
+
+def info(number: int, *args: object, state: int = 1, line: int = 1) -> Message:
+    sev, template = MESSAGES[number]
+    return Message(number, sev, state, template.format(*args), line=line)
+
+
+def syntax_error(near: str, *, keyword: bool = False) -> SqlError:
+    return SqlError(156 if keyword else 102, near, abort_batch=True)
+
+
+def not_supported(what: str) -> SqlError:
+    return SqlError(NOT_SUPPORTED, what, abort_batch=True)

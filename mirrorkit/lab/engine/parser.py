@@ -1,0 +1,931 @@
+"""Recursive-descent parser for the lab's T-SQL subset.
+
+Statements need no separator (SQL Server accepts batches split by nothing but
+whitespace), so the parser knows where each statement starts; SELECT and
+expressions are kept as source text and handed to select.py.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from . import statements as st
+from .errors import SqlError, not_supported, syntax_error
+from .lexer import BINARY, EOF, IDENT, NUMBER, OP, QIDENT, STRING, SYSVAR, VAR, Token, tokenize
+
+# Keywords that begin a statement; at parenthesis depth 0 they end the previous one.
+STATEMENT_START = frozenset("""
+    SELECT CREATE ALTER DROP GRANT REVOKE DENY BACKUP RESTORE USE BEGIN COMMIT ROLLBACK SAVE
+    IF ELSE END PRINT DECLARE SET EXEC EXECUTE OPEN CLOSE RETURN WHILE INSERT UPDATE DELETE
+    MERGE TRUNCATE RAISERROR THROW GOTO BREAK CONTINUE WAITFOR DBCC KILL CHECKPOINT RECONFIGURE
+    SHUTDOWN GO
+""".split())
+
+RESERVED = frozenset("""
+    ADD ALL ALTER AND ANY AS ASC AUTHORIZATION BACKUP BEGIN BETWEEN BREAK BROWSE BULK BY CASCADE
+    CASE CHECK CHECKPOINT CLOSE CLUSTERED COALESCE COLLATE COLUMN COMMIT COMPUTE CONSTRAINT CONTAINS
+    CONTINUE CONVERT CREATE CROSS CURRENT CURSOR DATABASE DBCC DEALLOCATE DECLARE DEFAULT DELETE
+    DENY DESC DISTINCT DISTRIBUTED DOUBLE DROP ELSE END ERRLVL ESCAPE EXCEPT EXEC EXECUTE EXISTS
+    EXIT EXTERNAL FETCH FILE FOR FOREIGN FROM FULL FUNCTION GOTO GRANT GROUP HAVING IDENTITY IF IN
+    INDEX INNER INSERT INTERSECT INTO IS JOIN KEY KILL LEFT LIKE LINENO MERGE NOT NULL NULLIF OF
+    OFF ON OPEN OPTION OR ORDER OUTER OVER PERCENT PLAN PRIMARY PRINT PROC PROCEDURE PUBLIC
+    RAISERROR READ RECONFIGURE REFERENCES REPLICATION RESTORE RETURN REVERT REVOKE RIGHT ROLLBACK
+    ROWCOUNT RULE SAVE SCHEMA SELECT SET SHUTDOWN SOME TABLE THEN TO TOP TRAN TRANSACTION TRIGGER
+    TRUNCATE UNION UNIQUE UPDATE USE USER VALUES VIEW WAITFOR WHEN WHERE WHILE WITH
+""".split())
+
+_UNSUPPORTED_STARTS = {
+    "INSERT": "INSERT", "UPDATE": "UPDATE", "DELETE": "DELETE", "MERGE": "MERGE",
+    "TRUNCATE": "TRUNCATE TABLE", "WHILE": "WHILE", "GOTO": "GOTO", "WAITFOR": "WAITFOR",
+    "DBCC": "DBCC", "KILL": "KILL", "RESTORE": "RESTORE", "SAVE": "SAVE TRANSACTION",
+    "CHECKPOINT": "CHECKPOINT", "RECONFIGURE": "RECONFIGURE", "SHUTDOWN": "SHUTDOWN",
+    "BREAK": "BREAK", "CONTINUE": "CONTINUE",
+}
+
+AUTH_CODES = {
+    ("NTLM",): 1, ("KERBEROS",): 2, ("NEGOTIATE",): 3, ("CERTIFICATE",): 4,
+    ("NTLM", "CERTIFICATE"): 5, ("KERBEROS", "CERTIFICATE"): 6, ("NEGOTIATE", "CERTIFICATE"): 7,
+    ("CERTIFICATE", "NTLM"): 8, ("CERTIFICATE", "KERBEROS"): 9, ("CERTIFICATE", "NEGOTIATE"): 10,
+}
+
+
+def parse_batch(sql: str) -> list[st.Statement]:
+    return Parser(sql).parse_all()
+
+
+class Parser:
+    def __init__(self, sql: str):
+        self.sql = sql
+        self.toks = tokenize(sql)
+        self.pos = 0
+
+    # -- token helpers -------------------------------------------------------
+    @property
+    def tok(self) -> Token:
+        return self.toks[self.pos]
+
+    def peek(self, k: int = 1) -> Token:
+        return self.toks[min(self.pos + k, len(self.toks) - 1)]
+
+    def advance(self) -> Token:
+        t = self.toks[self.pos]
+        if t.kind != EOF:
+            self.pos += 1
+        return t
+
+    def error(self, t: Optional[Token] = None) -> SqlError:
+        t = t or self.tok
+        if t.kind == EOF:
+            prev = self.toks[self.pos - 1] if self.pos else t
+            err = syntax_error(self.sql[prev.start:prev.end] or "")
+            err.line = prev.line
+            return err
+        near = self.sql[t.start:t.end]
+        err = syntax_error(near, keyword=t.kind == IDENT and t.value.upper() in RESERVED)
+        err.line = t.line
+        return err
+
+    def at_kw(self, *words: str) -> bool:
+        return self.tok.is_kw(*words)
+
+    def accept_kw(self, *words: str) -> Optional[str]:
+        if self.tok.is_kw(*words):
+            return self.advance().value.upper()
+        return None
+
+    def expect_kw(self, *words: str) -> str:
+        if not self.tok.is_kw(*words):
+            raise self.error()
+        return self.advance().value.upper()
+
+    def accept_op(self, *ops: str) -> Optional[str]:
+        if self.tok.is_op(*ops):
+            return self.advance().value
+        return None
+
+    def expect_op(self, *ops: str) -> str:
+        if not self.tok.is_op(*ops):
+            raise self.error()
+        return self.advance().value
+
+    def name(self) -> str:
+        t = self.tok
+        if t.kind == QIDENT or (t.kind == IDENT and t.value.upper() not in RESERVED):
+            self.advance()
+            if len(t.value) > 128:
+                raise SqlError(103, "identifier", t.value[:128], 128, abort_batch=True)
+            return t.value
+        raise self.error()
+
+    def string(self) -> str:
+        t = self.tok
+        if t.kind != STRING:
+            raise self.error()
+        self.advance()
+        return t.value
+
+    def binary(self) -> bytes:
+        t = self.tok
+        if t.kind != BINARY:
+            raise self.error()
+        self.advance()
+        digits = t.value if len(t.value) % 2 == 0 else "0" + t.value
+        return bytes.fromhex(digits)
+
+    def integer(self) -> int:
+        t = self.tok
+        sign = 1
+        if t.is_op("-", "+"):
+            sign = -1 if t.value == "-" else 1
+            self.advance()
+            t = self.tok
+        if t.kind != NUMBER or not t.value.isdigit():
+            raise self.error()
+        self.advance()
+        return sign * int(t.value)
+
+    def on_off(self) -> bool:
+        return self.expect_kw("ON", "OFF") == "ON"
+
+    def equals(self) -> None:
+        self.expect_op("=")
+
+    # -- statements --------------------------------------------------------------
+    def parse_all(self) -> list[st.Statement]:
+        out: list[st.Statement] = []
+        while True:
+            while self.accept_op(";"):
+                pass
+            if self.tok.kind == EOF:
+                return out
+            out.append(self.statement(first=not out))
+
+    def statement(self, first: bool = False) -> st.Statement:
+        t = self.tok
+        line = t.line
+        if t.is_op("("):
+            stmt = self.select_statement()
+        elif t.kind in (IDENT, QIDENT):
+            kw = t.value.upper() if t.kind == IDENT else ""
+            handler = self._DISPATCH.get(kw)
+            if handler is not None:
+                stmt = handler(self)
+            elif kw in _UNSUPPORTED_STARTS:
+                raise not_supported(f"The {_UNSUPPORTED_STARTS[kw]} statement")
+            elif first:
+                # a batch may start with a procedure name and no EXEC
+                stmt = self.exec_body()
+            else:
+                raise self.error()
+        else:
+            raise self.error()
+        stmt.line = line
+        self.accept_op(";")
+        return stmt
+
+    # SELECT / WITH ----------------------------------------------------------------
+    def select_statement(self) -> st.Select:
+        start = self.tok
+        if self.at_kw("WITH"):
+            self.advance()
+        else:
+            self.advance()  # SELECT or (
+            if start.is_op("("):
+                self.pos -= 1
+        end = self.scan_to_statement_end(allow_select_continuation=True)
+        return st.Select(self.sql[start.start:end], line=start.line)
+
+    def scan_to_statement_end(self, allow_select_continuation: bool = True) -> int:
+        """Advance past tokens of an expression or query; return the end offset."""
+        depth = case_depth = 0
+        last_end = self.tok.start
+        prev: Optional[Token] = None
+        while True:
+            t = self.tok
+            if t.kind == EOF:
+                break
+            if t.is_op("("):
+                depth += 1
+            elif t.is_op(")"):
+                if depth == 0:
+                    break
+                depth -= 1
+            elif depth == 0:
+                if t.is_op(";"):
+                    break
+                if t.kind == IDENT:
+                    u = t.value.upper()
+                    if u == "CASE":
+                        case_depth += 1
+                    elif u == "END" and case_depth:
+                        case_depth -= 1
+                    elif u == "ELSE" and case_depth:
+                        pass
+                    elif u == "SELECT" and allow_select_continuation and prev is not None and (
+                            prev.is_kw("UNION", "ALL", "EXCEPT", "INTERSECT")):
+                        pass
+                    elif u in STATEMENT_START and prev is not None:
+                        break
+            prev = t
+            last_end = t.end
+            self.advance()
+        return last_end
+
+    def expression(self) -> st.Expr:
+        start = self.tok
+        if start.kind == EOF or start.is_op(";"):
+            raise self.error()
+        end = self.scan_to_statement_end_expr()
+        return st.Expr(self.sql[start.start:end], start.line)
+
+    def scan_to_statement_end_expr(self) -> int:
+        # like scan_to_statement_end, but the first token may itself be a keyword
+        # such as SELECT inside a parenthesised subquery, and a bare SELECT ends it.
+        depth = case_depth = 0
+        last_end = self.tok.start
+        first = True
+        while True:
+            t = self.tok
+            if t.kind == EOF:
+                break
+            if t.is_op("("):
+                depth += 1
+            elif t.is_op(")"):
+                if depth == 0:
+                    break
+                depth -= 1
+            elif depth == 0:
+                if t.is_op(";", ","):
+                    break
+                if t.kind == IDENT:
+                    u = t.value.upper()
+                    if u == "CASE":
+                        case_depth += 1
+                    elif u == "END" and case_depth:
+                        case_depth -= 1
+                    elif u == "ELSE" and case_depth:
+                        pass
+                    elif u in STATEMENT_START and not first:
+                        break
+                    elif u in ("OUTPUT", "OUT") and not first:
+                        break
+            first = False
+            last_end = t.end
+            self.advance()
+        return last_end
+
+    # CREATE / ALTER / DROP ------------------------------------------------------------
+    def create(self) -> st.Statement:
+        self.expect_kw("CREATE")
+        if self.accept_kw("MASTER"):
+            self.expect_kw("KEY")
+            password = None
+            if self.accept_kw("ENCRYPTION"):
+                self.expect_kw("BY")
+                self.expect_kw("PASSWORD")
+                self.equals()
+                password = self.string()
+            return st.CreateMasterKey(password)
+        if self.accept_kw("CERTIFICATE"):
+            return self.create_certificate()
+        if self.accept_kw("ENDPOINT"):
+            return self.endpoint(st.CreateEndpoint)
+        if self.accept_kw("LOGIN"):
+            return self.create_login()
+        if self.accept_kw("USER"):
+            return self.create_user()
+        raise not_supported(f"CREATE {self.sql[self.tok.start:self.tok.end].upper()}")
+
+    def alter(self) -> st.Statement:
+        self.expect_kw("ALTER")
+        if self.accept_kw("MASTER"):
+            self.expect_kw("KEY")
+            return self.alter_master_key()
+        if self.accept_kw("ENDPOINT"):
+            return self.endpoint(st.AlterEndpoint)
+        if self.accept_kw("LOGIN"):
+            return self.alter_login()
+        if self.accept_kw("AUTHORIZATION"):
+            self.expect_kw("ON")
+            klass = self.expect_kw("CERTIFICATE", "ENDPOINT")
+            self.expect_op("::")
+            securable = self.name()
+            self.expect_kw("TO")
+            principal = self.name()
+            return st.AlterAuthorization(klass, securable, principal)
+        if self.at_kw("SERVER") and self.peek().is_kw("ROLE"):
+            self.advance()
+            self.advance()
+            role = self.name()
+            add = self.expect_kw("ADD", "DROP") == "ADD"
+            self.expect_kw("MEMBER")
+            return st.AlterServerRole(role, add, self.name())
+        if self.at_kw("DATABASE"):
+            raise not_supported("ALTER DATABASE")
+        raise not_supported(f"ALTER {self.sql[self.tok.start:self.tok.end].upper()}")
+
+    def drop(self) -> st.Statement:
+        self.expect_kw("DROP")
+        if self.accept_kw("MASTER"):
+            self.expect_kw("KEY")
+            return st.DropMasterKey()
+        if self.accept_kw("CERTIFICATE"):
+            return st.DropCertificate(self.name())
+        if self.accept_kw("ENDPOINT"):
+            return st.DropEndpoint(self.name())
+        if self.accept_kw("LOGIN"):
+            return st.DropLogin(self.name())
+        if self.accept_kw("USER"):
+            return st.DropUser(self.name())
+        raise not_supported(f"DROP {self.sql[self.tok.start:self.tok.end].upper()}")
+
+    def alter_master_key(self) -> st.AlterMasterKey:
+        force = bool(self.accept_kw("FORCE"))
+        if self.accept_kw("REGENERATE"):
+            self.expect_kw("WITH")
+            self.expect_kw("ENCRYPTION")
+            self.expect_kw("BY")
+            self.expect_kw("PASSWORD")
+            self.equals()
+            return st.AlterMasterKey("REGENERATE", password=self.string(), force=force)
+        if force:
+            raise self.error()
+        action = self.expect_kw("ADD", "DROP")
+        self.expect_kw("ENCRYPTION")
+        self.expect_kw("BY")
+        if self.accept_kw("SERVICE"):
+            self.expect_kw("MASTER")
+            self.expect_kw("KEY")
+            return st.AlterMasterKey(action, by_service_master_key=True)
+        self.expect_kw("PASSWORD")
+        self.equals()
+        return st.AlterMasterKey(action, password=self.string())
+
+    def create_certificate(self) -> st.CreateCertificate:
+        stmt = st.CreateCertificate(self.name())
+        if self.accept_kw("AUTHORIZATION"):
+            stmt.owner = self.name()
+        if self.accept_kw("FROM"):
+            if self.accept_kw("EXECUTABLE"):
+                self.expect_kw("FILE")
+                self.pos -= 1
+            if self.accept_kw("FILE"):
+                self.equals()
+                stmt.source, stmt.file = "file", self.string()
+            elif self.accept_kw("BINARY"):
+                self.equals()
+                stmt.source, stmt.binary = "binary", self.binary()
+            elif self.at_kw("ASSEMBLY"):
+                raise not_supported("CREATE CERTIFICATE … FROM ASSEMBLY")
+            else:
+                raise self.error()
+            if self.accept_kw("WITH"):
+                if self.at_kw("FORMAT"):
+                    raise not_supported("CREATE CERTIFICATE … WITH FORMAT = 'PFX'")
+                self.expect_kw("PRIVATE")
+                self.expect_kw("KEY")
+                stmt.private_key = self.private_key_options(allow_binary=stmt.source == "binary")
+        else:
+            if self.accept_kw("ENCRYPTION"):
+                self.expect_kw("BY")
+                self.expect_kw("PASSWORD")
+                self.equals()
+                stmt.encryption_password = self.string()
+            self.expect_kw("WITH")
+            seen = set()
+            while True:
+                opt = self.expect_kw("SUBJECT", "START_DATE", "EXPIRY_DATE")
+                if opt in seen:
+                    raise self.error(self.toks[self.pos - 1])
+                seen.add(opt)
+                self.equals()
+                value = self.string()
+                if opt == "SUBJECT":
+                    stmt.subject = value
+                elif opt == "START_DATE":
+                    stmt.start_date = value
+                else:
+                    stmt.expiry_date = value
+                if not self.accept_op(","):
+                    break
+            if "SUBJECT" not in seen:
+                raise self.error()
+        if self.accept_kw("ACTIVE"):
+            self.expect_kw("FOR")
+            self.expect_kw("BEGIN_DIALOG")
+            self.equals()
+            stmt.active_for_begin_dialog = self.on_off()
+        return stmt
+
+    def private_key_options(self, allow_binary: bool) -> st.PrivateKeyOptions:
+        opts = st.PrivateKeyOptions()
+        self.expect_op("(")
+        while True:
+            if self.accept_kw("FILE"):
+                self.equals()
+                opts.file = self.string()
+            elif allow_binary and self.accept_kw("BINARY"):
+                self.equals()
+                opts.binary = self.binary()
+            elif self.at_kw("DECRYPTION", "ENCRYPTION"):
+                which = self.advance().value.upper()
+                self.expect_kw("BY")
+                self.expect_kw("PASSWORD")
+                self.equals()
+                value = self.string()
+                if which == "DECRYPTION":
+                    opts.decryption_password = value
+                else:
+                    opts.encryption_password = value
+            else:
+                raise self.error()
+            if not self.accept_op(","):
+                break
+        self.expect_op(")")
+        if opts.file is None and opts.binary is None:
+            raise self.error(self.toks[self.pos - 1])
+        return opts
+
+    def endpoint(self, cls):
+        stmt = cls(self.name())
+        creating = cls is st.CreateEndpoint
+        if creating and self.accept_kw("AUTHORIZATION"):
+            stmt.owner = self.name()
+        if self.accept_kw("STATE"):
+            self.equals()
+            stmt.state = self.expect_kw("STARTED", "STOPPED", "DISABLED")
+        if self.accept_kw("AS"):
+            stmt.transport = self.expect_kw("TCP", "HTTP")
+            if stmt.transport != "TCP":
+                raise not_supported("Endpoints AS HTTP")
+            self.tcp_options(stmt)
+        elif creating:
+            raise self.error()
+        if self.accept_kw("FOR"):
+            payload = self.expect_kw("DATABASE_MIRRORING", "DATA_MIRRORING", "TSQL",
+                                     "SERVICE_BROKER", "SOAP")
+            if payload not in ("DATABASE_MIRRORING", "DATA_MIRRORING"):
+                raise not_supported(f"Endpoints FOR {payload}")
+            stmt.payload = "DATABASE_MIRRORING"
+            stmt.mirroring = self.mirroring_options(require_role=creating)
+        elif creating:
+            raise self.error()
+        return stmt
+
+    def tcp_options(self, stmt: st.EndpointSpec) -> None:
+        self.expect_op("(")
+        while True:
+            if self.accept_kw("LISTENER_PORT"):
+                self.equals()
+                stmt.port = self.integer()
+            elif self.accept_kw("LISTENER_IP"):
+                self.equals()
+                if self.accept_kw("ALL"):
+                    stmt.listener_ip = "ALL"
+                else:
+                    open_tok = self.tok
+                    self.expect_op("(")
+                    if self.tok.kind == STRING:
+                        stmt.listener_ip = self.string()
+                    else:
+                        start = self.tok.start
+                        while not self.tok.is_op(")") and self.tok.kind != EOF:
+                            self.advance()
+                        stmt.listener_ip = self.sql[start:self.tok.start].strip()
+                        if not stmt.listener_ip:
+                            raise self.error(open_tok)
+                    self.expect_op(")")
+            else:
+                raise self.error()
+            self.accept_op(",")
+            if self.accept_op(")"):
+                break
+        if stmt.port is None and isinstance(stmt, st.CreateEndpoint):
+            raise self.error(self.toks[self.pos - 1])
+
+    def mirroring_options(self, require_role: bool) -> st.MirroringOptions:
+        opts = st.MirroringOptions()
+        self.expect_op("(")
+        while True:
+            if self.accept_kw("AUTHENTICATION"):
+                self.equals()
+                self.authentication(opts)
+            elif self.accept_kw("ENCRYPTION"):
+                self.equals()
+                opts.encryption = self.expect_kw("DISABLED", "SUPPORTED", "REQUIRED")
+                if opts.encryption != "DISABLED" and self.accept_kw("ALGORITHM"):
+                    first = self.expect_kw("AES", "RC4")
+                    second = self.accept_kw("AES", "RC4")
+                    if second == first:
+                        raise self.error(self.toks[self.pos - 1])
+                    opts.algorithm = first + (" " + second if second else "")
+            elif self.accept_kw("ROLE"):
+                self.equals()
+                opts.role = self.expect_kw("WITNESS", "PARTNER", "ALL")
+            else:
+                raise self.error()
+            self.accept_op(",")
+            if self.accept_op(")"):
+                break
+        if require_role and opts.role is None:
+            raise self.error(self.toks[self.pos - 1])
+        return opts
+
+    def authentication(self, opts: st.MirroringOptions) -> None:
+        parts: list[str] = []
+        for _ in range(2):
+            if self.accept_kw("WINDOWS"):
+                parts.append(self.accept_kw("NTLM", "KERBEROS", "NEGOTIATE") or "NEGOTIATE")
+            elif self.accept_kw("CERTIFICATE"):
+                opts.certificate = self.name()
+                parts.append("CERTIFICATE")
+            else:
+                break
+        if not parts or (len(parts) == 2 and "CERTIFICATE" not in parts):
+            raise self.error()
+        opts.connection_auth = AUTH_CODES[tuple(parts)]
+
+    def create_login(self) -> st.CreateLogin:
+        stmt = st.CreateLogin(self.name())
+        if self.accept_kw("FROM"):
+            if self.accept_kw("WINDOWS"):
+                stmt.source = "windows"
+                if self.accept_kw("WITH"):
+                    self.login_options(stmt, allow_password=False)
+                return stmt
+            if self.accept_kw("CERTIFICATE"):
+                stmt.source, stmt.certificate = "certificate", self.name()
+                return stmt
+            if self.at_kw("ASYMMETRIC", "EXTERNAL"):
+                raise not_supported("CREATE LOGIN … FROM ASYMMETRIC KEY / EXTERNAL PROVIDER")
+            raise self.error()
+        self.expect_kw("WITH")
+        self.expect_kw("PASSWORD")
+        self.equals()
+        if self.tok.kind == BINARY:
+            self.binary()
+            self.expect_kw("HASHED")
+            raise not_supported("CREATE LOGIN … PASSWORD = hash HASHED")
+        stmt.password = self.string()
+        if self.accept_kw("MUST_CHANGE"):
+            stmt.must_change = True
+        if self.accept_op(","):
+            self.login_options(stmt, allow_password=False)
+        return stmt
+
+    def login_options(self, stmt, allow_password: bool) -> None:
+        while True:
+            opt = self.expect_kw("CHECK_POLICY", "CHECK_EXPIRATION", "DEFAULT_DATABASE",
+                                 "DEFAULT_LANGUAGE", "SID", "CREDENTIAL", "NAME", "PASSWORD",
+                                 "OLD_PASSWORD")
+            self.equals()
+            if opt == "CHECK_POLICY":
+                stmt.check_policy = self.on_off()
+            elif opt == "CHECK_EXPIRATION":
+                stmt.check_expiration = self.on_off()
+            elif opt == "DEFAULT_DATABASE":
+                stmt.default_database = self.name()
+            elif opt == "DEFAULT_LANGUAGE" and hasattr(stmt, "default_language"):
+                stmt.default_language = self.name()
+            elif opt == "SID" and hasattr(stmt, "sid"):
+                stmt.sid = self.binary()
+            elif opt == "NAME" and hasattr(stmt, "new_name"):
+                stmt.new_name = self.name()
+            elif opt == "PASSWORD" and allow_password:
+                stmt.password = self.string()
+                if self.accept_kw("OLD_PASSWORD"):
+                    self.equals()
+                    stmt.old_password = self.string()
+                while self.accept_kw("MUST_CHANGE", "UNLOCK"):
+                    pass
+            elif opt == "CREDENTIAL":
+                raise not_supported("Login credentials")
+            else:
+                raise self.error(self.toks[self.pos - 2])
+            if not self.accept_op(","):
+                break
+
+    def alter_login(self) -> st.AlterLogin:
+        stmt = st.AlterLogin(self.name())
+        if self.accept_kw("ENABLE"):
+            stmt.enable = True
+        elif self.accept_kw("DISABLE"):
+            stmt.enable = False
+        else:
+            self.expect_kw("WITH")
+            self.login_options(stmt, allow_password=True)
+        return stmt
+
+    def create_user(self) -> st.CreateUser:
+        stmt = st.CreateUser(self.name())
+        if self.accept_kw("FOR", "FROM"):
+            if self.accept_kw("LOGIN"):
+                stmt.login = self.name()
+            elif self.accept_kw("CERTIFICATE"):
+                stmt.certificate = self.name()
+            else:
+                raise not_supported("CREATE USER … FROM ASYMMETRIC KEY / EXTERNAL PROVIDER")
+        elif self.accept_kw("WITHOUT"):
+            self.expect_kw("LOGIN")
+            stmt.without_login = True
+        if self.accept_kw("WITH"):
+            self.expect_kw("DEFAULT_SCHEMA")
+            self.equals()
+            stmt.default_schema = self.name()
+        return stmt
+
+    # GRANT / REVOKE / DENY -----------------------------------------------------------
+    def permission(self) -> st.PermissionStatement:
+        action = self.advance().value.upper()
+        grant_option_for = False
+        if action == "REVOKE" and self.at_kw("GRANT") and self.peek().is_kw("OPTION"):
+            self.advance()
+            self.advance()
+            self.expect_kw("FOR")
+            grant_option_for = True
+        perms: list[str] = []
+        while True:
+            words = []
+            while self.tok.kind == IDENT and not self.tok.is_kw("ON", "TO", "FROM"):
+                words.append(self.advance().value.upper())
+            if not words:
+                raise self.error()
+            perms.append(" ".join(words))
+            if not self.accept_op(","):
+                break
+        klass = securable = None
+        if self.accept_kw("ON"):
+            if self.tok.kind == IDENT and self.peek().is_op("::"):
+                klass = self.advance().value.upper()
+                self.advance()
+            else:
+                raise not_supported("Permissions on objects without a class qualifier")
+            if klass != "ENDPOINT":
+                raise not_supported(f"Permissions ON {klass}::")
+            securable = self.name()
+        self.expect_kw("TO", "FROM")
+        principals = [self.name()]
+        while self.accept_op(","):
+            principals.append(self.name())
+        stmt = st.PermissionStatement(action, perms, klass, securable, principals,
+                                      grant_option_for=grant_option_for)
+        if action == "GRANT" and self.accept_kw("WITH"):
+            self.expect_kw("GRANT")
+            self.expect_kw("OPTION")
+            stmt.with_grant_option = True
+        if action in ("REVOKE", "DENY") and self.accept_kw("CASCADE"):
+            stmt.cascade = True
+        if self.at_kw("AS") and not self.peek().is_kw("SELECT"):
+            raise not_supported("GRANT … AS principal")
+        return stmt
+
+    # BACKUP ----------------------------------------------------------------------------
+    def backup(self) -> st.Statement:
+        self.expect_kw("BACKUP")
+        if not self.accept_kw("CERTIFICATE"):
+            raise not_supported(f"BACKUP {self.sql[self.tok.start:self.tok.end].upper()}")
+        name = self.name()
+        self.expect_kw("TO")
+        self.expect_kw("FILE")
+        self.equals()
+        stmt = st.BackupCertificate(name, self.string())
+        if self.accept_kw("WITH"):
+            if self.at_kw("FORMAT"):
+                raise not_supported("BACKUP CERTIFICATE … WITH FORMAT = 'PFX'")
+            self.expect_kw("PRIVATE")
+            self.expect_kw("KEY")
+            stmt.private_key = self.private_key_options(allow_binary=False)
+            if stmt.private_key.file is None:
+                raise self.error()
+        return stmt
+
+    # transactions, USE, OPEN/CLOSE ----------------------------------------------------
+    def begin(self) -> st.Statement:
+        self.expect_kw("BEGIN")
+        if self.accept_kw("TRAN", "TRANSACTION"):
+            if self.tok.kind in (IDENT, QIDENT, VAR) and not self.tok.is_kw(*STATEMENT_START):
+                self.advance()
+            return st.BeginTran()
+        if self.at_kw("DISTRIBUTED"):
+            raise not_supported("BEGIN DISTRIBUTED TRANSACTION")
+        if self.at_kw("TRY"):
+            raise not_supported("BEGIN TRY … END TRY")
+        body: list[st.Statement] = []
+        while True:
+            while self.accept_op(";"):
+                pass
+            if self.accept_kw("END"):
+                return st.Block(body)
+            if self.tok.kind == EOF:
+                raise self.error()
+            body.append(self.statement())
+
+    def commit(self) -> st.Statement:
+        self.advance()
+        if self.accept_kw("TRAN", "TRANSACTION", "WORK"):
+            if self.tok.kind in (IDENT, QIDENT, VAR) and not self.tok.is_kw(*STATEMENT_START):
+                self.advance()
+        return st.CommitTran()
+
+    def rollback(self) -> st.Statement:
+        self.advance()
+        if self.accept_kw("TRAN", "TRANSACTION", "WORK"):
+            if self.tok.kind in (IDENT, QIDENT, VAR) and not self.tok.is_kw(*STATEMENT_START):
+                self.advance()
+        return st.RollbackTran()
+
+    def use(self) -> st.Use:
+        self.expect_kw("USE")
+        return st.Use(self.name())
+
+    def open_(self) -> st.Statement:
+        self.expect_kw("OPEN")
+        if not self.accept_kw("MASTER"):
+            raise not_supported(f"OPEN {self.sql[self.tok.start:self.tok.end].upper()}")
+        self.expect_kw("KEY")
+        self.expect_kw("DECRYPTION")
+        self.expect_kw("BY")
+        self.expect_kw("PASSWORD")
+        self.equals()
+        return st.OpenMasterKey(self.string())
+
+    def close(self) -> st.Statement:
+        self.expect_kw("CLOSE")
+        if not self.accept_kw("MASTER"):
+            raise not_supported(f"CLOSE {self.sql[self.tok.start:self.tok.end].upper()}")
+        self.expect_kw("KEY")
+        return st.CloseMasterKey()
+
+    # control flow -------------------------------------------------------------------------
+    def if_(self) -> st.If:
+        self.expect_kw("IF")
+        cond = self.condition()
+        then = self.statement()
+        otherwise = None
+        if self.accept_kw("ELSE"):
+            otherwise = self.statement()
+        return st.If(cond, then, otherwise)
+
+    def condition(self) -> st.Expr:
+        start = self.tok
+        end = self.scan_to_statement_end(allow_select_continuation=False)
+        if end <= start.start:
+            raise self.error()
+        return st.Expr(self.sql[start.start:end], start.line)
+
+    def print_(self) -> st.Print:
+        self.expect_kw("PRINT")
+        return st.Print(self.expression())
+
+    def declare(self) -> st.Declare:
+        self.expect_kw("DECLARE")
+        out = []
+        while True:
+            t = self.tok
+            if t.kind != VAR:
+                raise self.error()
+            self.advance()
+            self.accept_kw("AS")
+            if self.at_kw("TABLE", "CURSOR"):
+                raise not_supported(f"DECLARE … {self.tok.value.upper()}")
+            type_start = self.tok
+            self.type_name()
+            sqltype = self.sql[type_start.start:self.toks[self.pos - 1].end]
+            init = None
+            if self.accept_op("="):
+                init = self.expression()
+            out.append((t.value, sqltype, init))
+            if not self.accept_op(","):
+                break
+        return st.Declare(out)
+
+    def type_name(self) -> None:
+        self.name()
+        if self.accept_op("("):
+            while not self.accept_op(")"):
+                if self.tok.kind == EOF:
+                    raise self.error()
+                self.advance()
+
+    def set_(self) -> st.Statement:
+        self.expect_kw("SET")
+        t = self.tok
+        if t.kind == VAR:
+            self.advance()
+            op = self.expect_op("=", "+=", "-=", "*=", "/=")
+            return st.SetVariable(t.value, op, self.expression())
+        if self.accept_kw("TRANSACTION"):
+            self.expect_kw("ISOLATION")
+            self.expect_kw("LEVEL")
+            words = []
+            while self.tok.kind == IDENT and not self.tok.is_kw(*STATEMENT_START):
+                words.append(self.advance().value.upper())
+            return st.SetOption("TRANSACTION ISOLATION LEVEL", " ".join(words))
+        options = []
+        while True:
+            options.append(self.expect_ident().upper())
+            if not self.accept_op(","):
+                break
+        v = self.tok
+        if v.kind in (IDENT, NUMBER, STRING, VAR) and not (v.kind == IDENT and v.upper in STATEMENT_START
+                                                          and v.upper not in ("ON", "OFF")):
+            self.advance()
+            value = v.value.upper() if v.kind == IDENT else v.value
+        else:
+            raise self.error()
+        return st.SetOption(",".join(options), value)
+
+    def expect_ident(self) -> str:
+        t = self.tok
+        if t.kind != IDENT:
+            raise self.error()
+        self.advance()
+        return t.value
+
+    def exec_(self) -> st.Statement:
+        self.advance()  # EXEC / EXECUTE
+        if self.tok.is_op("("):
+            self.advance()
+            expr = self.expression()
+            self.expect_op(")")
+            if self.at_kw("AS", "AT"):
+                raise not_supported("EXEC (…) AS / AT")
+            return st.Exec(None, [], dynamic=expr)
+        if self.at_kw("AS"):
+            raise not_supported("EXECUTE AS")
+        return self.exec_body()
+
+    def exec_body(self) -> st.Exec:
+        return_var = None
+        if self.tok.kind == VAR and self.peek().is_op("="):
+            return_var = self.advance().value
+            self.advance()
+        parts = [self.name()]
+        while self.accept_op("."):
+            parts.append(self.name() if not self.tok.is_op(".") else "")
+        proc = ".".join(parts)
+        args: list[st.ExecArg] = []
+        t = self.tok
+        if t.kind != EOF and not t.is_op(";") and not (t.kind == IDENT and t.upper in STATEMENT_START):
+            while True:
+                name = None
+                if self.tok.kind == VAR and self.peek().is_op("="):
+                    name = self.advance().value
+                    self.advance()
+                if self.at_kw("DEFAULT"):
+                    d = self.advance()
+                    expr = st.Expr("DEFAULT", d.line)
+                else:
+                    expr = self.expression()
+                output = bool(self.accept_kw("OUTPUT", "OUT"))
+                args.append(st.ExecArg(name, expr, output))
+                if not self.accept_op(","):
+                    break
+        return st.Exec(proc, args, return_var=return_var)
+
+    def return_(self) -> st.Return:
+        self.expect_kw("RETURN")
+        return st.Return()
+
+    def raiserror(self) -> st.RaiseError:
+        self.expect_kw("RAISERROR")
+        self.expect_op("(")
+        msg = self.expression()
+        self.expect_op(",")
+        sev = self.expression()
+        self.expect_op(",")
+        state = self.expression()
+        args = []
+        while self.accept_op(","):
+            args.append(self.expression())
+        self.expect_op(")")
+        if self.accept_kw("WITH"):
+            while self.accept_kw("LOG", "NOWAIT", "SETERROR"):
+                self.accept_op(",")
+        return st.RaiseError(msg, sev, state, args)
+
+    def throw(self) -> st.RaiseError:
+        self.expect_kw("THROW")
+        number = self.expression()
+        self.expect_op(",")
+        msg = self.expression()
+        self.expect_op(",")
+        state = self.expression()
+        return st.RaiseError(msg, st.Expr("16", number.line), state, [], number=number)
+
+    def else_or_end(self) -> st.Statement:
+        raise self.error()
+
+    def go(self) -> st.Statement:
+        # GO is a client-side batch separator (sqlcmd/SSMS), not T-SQL.
+        raise self.error()
+
+    _DISPATCH: dict[str, Callable[["Parser"], st.Statement]] = {
+        "SELECT": select_statement, "WITH": select_statement,
+        "CREATE": create, "ALTER": alter, "DROP": drop,
+        "GRANT": permission, "REVOKE": permission, "DENY": permission,
+        "BACKUP": backup, "BEGIN": begin, "COMMIT": commit, "ROLLBACK": rollback,
+        "USE": use, "OPEN": open_, "CLOSE": close, "IF": if_, "PRINT": print_,
+        "DECLARE": declare, "SET": set_, "EXEC": exec_, "EXECUTE": exec_,
+        "RETURN": return_, "RAISERROR": raiserror, "THROW": throw,
+        "ELSE": else_or_end, "END": else_or_end, "GO": go,
+    }

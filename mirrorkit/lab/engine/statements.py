@@ -1,0 +1,278 @@
+"""Parsed statements (the lab's T-SQL subset). Expressions stay as source text
+and are compiled by select.py when executed."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Expr:
+    text: str
+    line: int
+
+
+@dataclass
+class Statement:
+    line: int = field(default=1, kw_only=True)
+
+
+@dataclass
+class Select(Statement):
+    text: str
+
+
+@dataclass
+class CreateMasterKey(Statement):
+    password: Optional[str]
+
+
+@dataclass
+class OpenMasterKey(Statement):
+    password: str
+
+
+@dataclass
+class CloseMasterKey(Statement):
+    pass
+
+
+@dataclass
+class AlterMasterKey(Statement):
+    action: str                    # ADD | DROP | REGENERATE
+    by_service_master_key: bool = False
+    password: Optional[str] = None
+    force: bool = False
+
+
+@dataclass
+class DropMasterKey(Statement):
+    pass
+
+
+@dataclass
+class PrivateKeyOptions:
+    file: Optional[str] = None
+    binary: Optional[bytes] = None
+    decryption_password: Optional[str] = None
+    encryption_password: Optional[str] = None
+
+
+@dataclass
+class CreateCertificate(Statement):
+    name: str
+    owner: Optional[str] = None
+    source: str = "generate"       # generate | file | binary
+    subject: Optional[str] = None
+    start_date: Optional[str] = None
+    expiry_date: Optional[str] = None
+    encryption_password: Optional[str] = None
+    file: Optional[str] = None
+    binary: Optional[bytes] = None
+    private_key: Optional[PrivateKeyOptions] = None
+    active_for_begin_dialog: bool = True
+
+
+@dataclass
+class DropCertificate(Statement):
+    name: str
+
+
+@dataclass
+class BackupCertificate(Statement):
+    name: str
+    file: str
+    private_key: Optional[PrivateKeyOptions] = None
+
+
+@dataclass
+class MirroringOptions:
+    """Only the options the statement named; None = not given."""
+    connection_auth: Optional[int] = None
+    certificate: Optional[str] = None
+    encryption: Optional[str] = None        # DISABLED | SUPPORTED | REQUIRED
+    algorithm: Optional[str] = None         # AES | RC4 | AES RC4 | RC4 AES
+    role: Optional[str] = None              # WITNESS | PARTNER | ALL
+
+
+@dataclass
+class EndpointSpec(Statement):
+    name: str
+    owner: Optional[str] = None
+    state: Optional[str] = None
+    port: Optional[int] = None
+    listener_ip: Optional[str] = None       # "ALL" or an address
+    transport: Optional[str] = None         # TCP
+    payload: Optional[str] = None           # DATABASE_MIRRORING
+    mirroring: Optional[MirroringOptions] = None
+
+
+@dataclass
+class CreateEndpoint(EndpointSpec):
+    pass
+
+
+@dataclass
+class AlterEndpoint(EndpointSpec):
+    pass
+
+
+@dataclass
+class DropEndpoint(Statement):
+    name: str
+
+
+@dataclass
+class CreateLogin(Statement):
+    name: str
+    source: str = "password"                # password | windows | certificate
+    password: Optional[str] = None
+    hashed: bool = False
+    must_change: bool = False
+    check_policy: Optional[bool] = None
+    check_expiration: Optional[bool] = None
+    default_database: Optional[str] = None
+    default_language: Optional[str] = None
+    sid: Optional[bytes] = None
+    certificate: Optional[str] = None
+
+
+@dataclass
+class AlterLogin(Statement):
+    name: str
+    enable: Optional[bool] = None
+    password: Optional[str] = None
+    old_password: Optional[str] = None
+    check_policy: Optional[bool] = None
+    check_expiration: Optional[bool] = None
+    default_database: Optional[str] = None
+    new_name: Optional[str] = None
+
+
+@dataclass
+class DropLogin(Statement):
+    name: str
+
+
+@dataclass
+class CreateUser(Statement):
+    name: str
+    login: Optional[str] = None
+    without_login: bool = False
+    certificate: Optional[str] = None
+    default_schema: Optional[str] = None
+
+
+@dataclass
+class DropUser(Statement):
+    name: str
+
+
+@dataclass
+class PermissionStatement(Statement):
+    action: str                              # GRANT | REVOKE | DENY
+    permissions: list[str]
+    securable_class: Optional[str]           # ENDPOINT | None (server scope)
+    securable: Optional[str]
+    principals: list[str]
+    with_grant_option: bool = False
+    grant_option_for: bool = False
+    cascade: bool = False
+
+
+@dataclass
+class AlterAuthorization(Statement):
+    securable_class: str                     # CERTIFICATE | ENDPOINT
+    securable: str
+    principal: str
+
+
+@dataclass
+class AlterServerRole(Statement):
+    role: str
+    add: bool
+    member: str
+
+
+@dataclass
+class Use(Statement):
+    database: str
+
+
+@dataclass
+class BeginTran(Statement):
+    pass
+
+
+@dataclass
+class CommitTran(Statement):
+    pass
+
+
+@dataclass
+class RollbackTran(Statement):
+    pass
+
+
+@dataclass
+class Block(Statement):
+    statements: list[Statement]
+
+
+@dataclass
+class If(Statement):
+    condition: Expr
+    then: Statement
+    otherwise: Optional[Statement] = None
+
+
+@dataclass
+class Print(Statement):
+    expr: Expr
+
+
+@dataclass
+class Declare(Statement):
+    variables: list[tuple[str, str, Optional[Expr]]]
+
+
+@dataclass
+class SetVariable(Statement):
+    name: str
+    operator: str                            # = += -= …
+    expr: Expr
+
+
+@dataclass
+class SetOption(Statement):
+    option: str
+    value: str
+
+
+@dataclass
+class ExecArg:
+    name: Optional[str]
+    expr: Expr
+    output: bool = False
+
+
+@dataclass
+class Exec(Statement):
+    procedure: Optional[str]
+    args: list[ExecArg]
+    dynamic: Optional[Expr] = None           # EXEC (@sql)
+    return_var: Optional[str] = None         # EXEC @rc = proc
+
+
+@dataclass
+class Return(Statement):
+    pass
+
+
+@dataclass
+class RaiseError(Statement):
+    message: Expr
+    severity: Expr
+    state: Expr
+    args: list[Expr]
+    number: Optional[Expr] = None            # THROW number, message, state
