@@ -18,6 +18,7 @@ MESSAGES: dict[int, tuple[int, str]] = {
     113: (15, "Missing end comment mark '*/'."),
     108: (15, "The ORDER BY position number {} is out of range of the number of items in the select list."),
     116: (16, "Only one expression can be specified in the select list when the subquery is not introduced with EXISTS."),
+    119: (15, "Must pass parameter number {} and subsequent parameters as '@name = value'. After the form '@name = value' has been used, all subsequent parameters must be passed in the form '@name = value'."),
     134: (15, "The variable name '{}' has already been declared. Variable names must be unique within a query batch or stored procedure."),
     137: (15, 'Must declare the scalar variable "{}".'),
     156: (15, "Incorrect syntax near the keyword '{}'."),
@@ -42,6 +43,7 @@ MESSAGES: dict[int, tuple[int, str]] = {
     1013: (16, 'The objects "{}" and "{}" in the FROM clause have the same exposed names. Use correlation names to distinguish them.'),
     1205: (13, "Transaction (Process ID {}) was deadlocked on lock resources with another process and has been chosen as the deadlock victim. Rerun the transaction."),
     1222: (16, "Lock request time out period exceeded."),
+    2714: (16, "There is already an object named '{}' in the database."),
     2715: (16, "Column, parameter, or variable #{}: Cannot find data type {}."),
     8169: (16, "Conversion failed when converting from a character string to uniqueidentifier."),
     2812: (16, "Could not find stored procedure '{}'."),
@@ -57,16 +59,24 @@ MESSAGES: dict[int, tuple[int, str]] = {
     8115: (16, "Arithmetic overflow error converting {} to data type {}."),
     8134: (16, "Divide by zero error encountered."),
     8144: (16, "Procedure or function {} has too many arguments specified."),
+    8145: (16, "{} is not a parameter for procedure {}."),
+    8178: (16, "The parameterized query '{}' expects the parameter '{}', which was not supplied."),
     8179: (16, "Could not find prepared statement with handle {}."),
     201: (16, "Procedure or function '{}' expects parameter '{}', which was not supplied."),
     # endpoints
-    7860: (16, "An endpoint's transport or content cannot be changed through the ALTER ENDPOINT statement. Use DROP ENDPOINT and execute the CREATE ENDPOINT statement to make these changes."),
-    7862: (16, "An endpoint of the requested type already exists.  Only one endpoint of this type is supported.  Use ALTER ENDPOINT or DROP the existing endpoint and execute the CREATE ENDPOINT statement."),
+    7860: (15, "An endpoint's transport or content cannot be changed through the ALTER ENDPOINT statement. Use DROP ENDPOINT and execute the CREATE ENDPOINT statement to make these changes."),
+    7862: (16, "An endpoint of the requested type already exists. Only one endpoint of this type is supported. Use ALTER ENDPOINT or DROP the existing endpoint and execute the CREATE ENDPOINT statement."),
     7863: (16, "The endpoint was not changed. The ALTER ENDPOINT statement did not contain any values to modify or update."),
+    7864: (16, "CREATE/ALTER ENDPOINT cannot be used to update the endpoint with this information. The Dedicated Administrator Connection endpoint is reserved and cannot be updated."),
+    7869: (16, "The endpoint name '{}' is reserved for used by SQL. Endpoint names cannot begin with '{}'."),
+    7873: (16, 'The endpoint "{}" is a built-in endpoint and cannot be dropped. Use the protocol configuration utilities to ADD or DROP Transact-SQL endpoints.'),
+    7874: (16, "An endpoint already exists with the bindings specified. Only one endpoint supported for a specific binding. Use ALTER ENDPOINT or DROP the existing endpoint and execute the CREATE ENDPOINT statement."),
+    7888: (20, "The IPv6 address specified is not supported. The server may not be configured to allow for IPv6 connectivity, or the address may not be in a recognized IPv6 format."),
     7890: (16, "An error occurred while attempting to register the endpoint '{}'. One or more of the ports specified in the CREATE ENDPOINT statement may be bound to another process. Attempt the statement again with a different port or use netstat to find the application currently using the port and resolve the conflict."),
     9692: (16, "The {} protocol transport cannot listen on port {} because it is in use by another process."),
     # principals, keys and certificates
     15007: (16, "'{}' is not a valid login or you do not have permission."),
+    15010: (16, "The database '{}' does not exist. Supply a valid database name. To see available databases, use sys.databases."),
     15023: (16, "User, group, or role '{}' already exists in the current database."),
     15025: (16, "The server principal '{}' already exists."),
     15063: (16, "The login already has an account under a different user name."),
@@ -76,6 +86,8 @@ MESSAGES: dict[int, tuple[int, str]] = {
     15118: (16, "Password validation failed. The password does not meet the operating system policy requirements because it is not complex enough."),
     15122: (16, "The CHECK_EXPIRATION option cannot be used when CHECK_POLICY is OFF."),
     15138: (16, "The database principal owns a {} in the database, and cannot be dropped."),
+    15141: (16, "The server principal owns one or more {}(s) and cannot be dropped."),
+    15150: (16, "Cannot drop the user '{}'."),
     15151: (16, "Cannot {} the {} '{}', because it does not exist or you do not have permission."),
     15208: (16, "The certificate, asymmetric key, or private key file is not valid or does not exist; or you do not have permissions for it."),
     15212: (16, "Invalid certificate subject. The certificate subject must have between 1 and {} characters."),
@@ -90,6 +102,8 @@ MESSAGES: dict[int, tuple[int, str]] = {
     15329: (16, "The current master key cannot be decrypted. If this is a database master key, you should attempt to open it in the session before performing this operation. The FORCE option can be used to ignore this error and continue the operation but the data encrypted by the old master key will be lost."),
     15352: (16, "The {} cannot be dropped because one or more entities are either signed or encrypted using it. To drop the {}, you must first drop all signatures and encryptions that use it."),
     15405: (16, "Cannot use the special principal '{}'."),
+    15407: (16, "'{}' is not a valid Windows NT name. Give the complete name: <domain\\username>."),
+    15433: (16, "Supplied parameter sid is in use."),
     15434: (16, "Could not drop login '{}' as the user is currently logged in."),
     15465: (16, "The private key password is invalid."),
     15466: (16, "An error occurred during decryption."),
@@ -103,8 +117,12 @@ MESSAGES: dict[int, tuple[int, str]] = {
     15599: (10, "Permission to {} the {} is granted to the login of the current user ({})."),
     18456: (14, "Login failed for user '{}'."),
     18470: (14, "Login failed for user '{}'. Reason: The account is disabled."),
+    # mirroring transport (docs: database-engine-events-and-errors-28000-to-29999)
+    28055: (16, "The certificate '{}' is not valid for endpoint authentication. The certificate must have a private key encrypted with the database master key and current UTC date has to be between the certificate start date and the certificate expiration date."),
     # lab-only
     50000: (16, "{}"),
+    59003: (16, "LISTENER_PORT {} is outside 1024-32767, the range CREATE ENDPOINT documents as valid (mirrorkit lab)."),
+    59002: (16, "The lab could not run this statement: {}"),
     59001: (16, "{} is not supported by the lab (mirrorkit). See docs/lab-fidelity.md for the supported subset."),
 }
 NOT_SUPPORTED = 59001
@@ -119,7 +137,7 @@ class SqlError(Exception):
 
     def __init__(self, number: int, *args: object, state: int = 1, severity: int | None = None,
                  abort_batch: bool = False, text: str | None = None):
-        sev, template = MESSAGES[number]
+        sev, template = MESSAGES.get(number, (16, "{}"))
         self.number = number
         self.severity = sev if severity is None else severity
         self.state = state

@@ -1,0 +1,81 @@
+"""The `mirrorkit` command."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from .lab import supervisor as sup
+    state = sup.state_dir_from(args.state_dir)
+    try:
+        if args.lab_command == "up":
+            sup.up(Path(args.params), state)
+            print(f"lab state in {state}; sa password in {sup.password_file(state)}")
+            return 0
+        if args.lab_command == "down":
+            sup.down(state)
+            return 0
+        if args.lab_command == "status":
+            return sup.status(state)
+        if args.lab_command == "cp":
+            sup.copy(state, args.source, args.target)
+            return 0
+        if args.lab_command == "serve":
+            from .lab.config import load_instances
+            from .lab.process import serve
+            specs = load_instances(Path(args.params))
+            password = sup.sa_password(state)
+            print("serving " + ", ".join(f"{s.name} at {s.server}" for s in specs) + " (Ctrl-C stops)",
+                  flush=True)
+            serve(state, [(s.name, s.host, s.port) for s in specs], password)
+            return 0
+        if args.lab_command == "probe":
+            from .lab.probe import probe_cli
+            return probe_cli(state, args.source, args.target, args.role)
+    except (sup.LabError, sup.LabConfigError) as exc:
+        print(f"mirrorkit lab {args.lab_command}: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mirrorkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    lab = sub.add_parser("lab", help="the local stand-in SQL Server")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+    state_help = "state directory (default: $MIRRORKIT_LAB_STATE_DIR or .mirrorkit-lab)"
+    p = lab_sub.add_parser("up", help="start one instance per entry of the parameter file, in the background")
+    p.add_argument("params")
+    p.add_argument("--state-dir", help=state_help)
+    p = lab_sub.add_parser("down", help="stop the lab's instances")
+    p.add_argument("params", nargs="?", help="ignored; the state directory knows the instances")
+    p.add_argument("--state-dir", help=state_help)
+    p = lab_sub.add_parser("status", help="instances, addresses and endpoint state")
+    p.add_argument("params", nargs="?", help="ignored; the state directory knows the instances")
+    p.add_argument("--state-dir", help=state_help)
+    p = lab_sub.add_parser("serve", help="serve the instances in the foreground (debugging)")
+    p.add_argument("params")
+    p.add_argument("--state-dir", help=state_help)
+    p = lab_sub.add_parser("cp", help="copy a file between two instances' server file systems")
+    p.add_argument("source", help="INSTANCE:PATH")
+    p.add_argument("target", help="INSTANCE:PATH")
+    p.add_argument("--state-dir", help=state_help)
+    p = lab_sub.add_parser("probe", help="make instance A connect to B's mirroring endpoint")
+    p.add_argument("source")
+    p.add_argument("target")
+    p.add_argument("--role", default="PARTNER", choices=["PARTNER", "WITNESS"])
+    p.add_argument("--state-dir", help=state_help)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "lab":
+        return _lab(args)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
