@@ -210,6 +210,21 @@ _add(View("dm_exec_connections", "live",
 
 
 
+_add(View("dm_db_mirroring_connections", "live", (
+    ("connection_id", "uniqueidentifier"), ("transport_stream_id", "uniqueidentifier"),
+    ("state", "smallint"), ("state_desc", "nvarchar(60)"), ("connect_time", "datetime"),
+    ("login_time", "datetime"), ("authentication_method", "nvarchar(128)"),
+    ("principal_name", "nvarchar(128)"), ("remote_user_name", "nvarchar(128)"),
+    ("last_activity_time", "datetime"), ("is_accept", "bit"), ("login_state", "smallint"),
+    ("login_state_desc", "nvarchar(60)"), ("peer_certificate_id", "int"),
+    ("encryption_algorithm", "smallint"), ("encryption_algorithm_desc", "nvarchar(60)"),
+    ("receives_posted", "smallint"), ("sends_posted", "smallint"),
+    ("is_receive_flow_controlled", "bit"), ("is_send_flow_controlled", "bit"),
+    ("total_bytes_sent", "bigint"), ("total_bytes_received", "bigint"),
+    ("total_fragments_sent", "bigint"), ("total_fragments_received", "bigint"),
+    ("total_sends", "bigint"), ("total_receives", "bigint"), ("peer_arbitration_id", "uniqueidentifier"))))
+
+
 def lookup(name: str) -> View | None:
     return VIEWS.get(name.lower())
 

@@ -284,3 +284,25 @@ def _sp_addsrvrolemember(session, args, events):
 def _sp_dropsrvrolemember(session, args, events):
     from .ddl_security import alter_server_role
     alter_server_role(session, st.AlterServerRole(args["@rolename"], False, args["@loginame"]), events)
+
+
+_PROBE_COLUMNS = [Column("endpoint_url", "nvarchar(256)"), Column("succeeded", "bit"),
+                  Column("error_number", "int"), Column("message", "nvarchar(4000)")]
+
+
+@procedure("sp_mirrorkit_probe", ("@endpoint_url", "nvarchar(256)", _MISSING),
+           ("@peer_role", "nvarchar(20)", "PARTNER"))
+def _sp_mirrorkit_probe(session, args, events):
+    """Lab-only: connect this instance's endpoint to another endpoint and report the outcome."""
+    session.require_sysadmin()
+    role = str(args["@peer_role"] or "PARTNER").upper()
+    if role not in ("PARTNER", "WITNESS"):
+        raise SqlError(50000, text=f"@peer_role must be N'PARTNER' or N'WITNESS', not N'{args['@peer_role']}'.")
+    transport = session.instance.transport
+    if transport is None:
+        raise SqlError(59001, "sp_mirrorkit_probe without a running mirroring transport")
+    url = str(args["@endpoint_url"] or "")
+    outcome = transport.connect(url, role)
+    row = (url, int(outcome.succeeded), outcome.number, outcome.message)
+    events.append(ResultSet(list(_PROBE_COLUMNS), [row]))
+    session.emit_done(events, 1)

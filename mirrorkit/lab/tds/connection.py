@@ -1,17 +1,21 @@
 """One client connection: PRELOGIN -> (TLS) -> LOGIN7 -> requests.
 
-Threads: the connection thread does the login with a socket timeout, then
-starts a *reader* thread and becomes the *worker*. The reader always reads
-whole messages and queues them; an ATTENTION also bumps a counter and calls
-``session.cancel()`` if the engine is running, so timeouts and cursor closes
-are answered promptly even while a statement executes. The worker executes
-requests one at a time and is the only thread that writes to the socket.
+The connection thread does the login with a socket timeout, then serves
+requests one at a time; it is the only thread that writes to the socket.
+ATTENTION must be noticed while a request runs (query timeouts, cursor
+closes), so one of two helpers watches the socket meanwhile:
 
-Attention bookkeeping: ``_attn`` counts attentions received but not yet
-acknowledged. While it is non-zero the worker skips engine calls and stops
-streaming. Each attention gets exactly one DONE(ATTN): either appended to a
-reply that was already partly sent (``_early_acks``), or as its own message
-when the worker dequeues the attention.
+* plain TCP (the hot path): the worker reads its own socket, and the server's
+  shared epoll watcher (watcher.py) peeks at it only while a request is being
+  executed or streamed;
+* TLS (or no epoll): a per-connection reader thread reads every message and
+  queues it for the worker, reacting to ATTENTION at once.
+
+Attention bookkeeping: ``_attn`` is non-zero while an attention has been seen
+but not yet acknowledged; engine calls are then skipped and streaming stops.
+Each attention gets exactly one DONE(ATTN): either appended to a reply that
+was already partly sent (``_early_acks``), or as its own message when the
+worker reads the attention packet.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from mirrorkit.lab.engine.results import Message, StatementDone
 
 from . import prelogin as P
 from . import tokens as K
-from .login7 import FEATURE_FEDAUTH, TDS71, TDS72, TDS74, Login7, negotiate_version, parse_login7
+from .login7 import FEATURE_FEDAUTH, TDS71, TDS74, Login7, negotiate_version, parse_login7
 from .packets import (
     ATTENTION, DEFAULT_PACKET_SIZE, LOGIN7, MAX_PACKET_SIZE, MIN_PACKET_SIZE, PRELOGIN, REPLY, RPC,
     SQL_BATCH, TRANSACTION_MANAGER, Cancelled, MessageReader, PacketWriter, PeerClosed,
@@ -39,6 +43,7 @@ from .response import MetaCache, ResponseBuilder
 from .rpc import parse_rpc, skip_all_headers
 from .tls import server_handshake
 from .transport import PlainTransport
+from .watcher import AttentionWatcher
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import TdsServer
@@ -70,7 +75,8 @@ class Connection:
         self.transport: Any = PlainTransport(sock)
         self._lock = threading.Lock()
         self._busy = False            # the engine is running a request for us
-        self._attn = 0                # attentions not yet acknowledged
+        self._watching = False        # direct mode: the watcher may peek at the socket
+        self._attn = 0                # attentions seen but not yet acknowledged
         self._early_acks = 0          # acks already sent inside a cut-short reply
         self._received = 0            # messages queued by the reader
         self._processed = 0           # messages taken by the worker
@@ -116,6 +122,12 @@ class Connection:
             self._teardown()
 
     def _teardown(self) -> None:
+        watcher = self.server._watcher
+        if watcher is not None:
+            try:
+                watcher.forget(self.sock.fileno(), self)
+            except OSError:
+                pass
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -252,12 +264,76 @@ class Connection:
         self.sock.settimeout(None)
         self._meta = MetaCache(self.version)
         self._rpc = RpcDispatcher(self.session, self._call)
+        self._handlers = {SQL_BATCH: self._sql_batch, RPC: self._rpc_request,
+                          TRANSACTION_MANAGER: self._tm_request}
+        watcher = self.server._watcher
+        if watcher is not None and isinstance(self.transport, PlainTransport):
+            self._serve_direct(watcher)
+        else:
+            self._serve_threaded()
+
+    def _dispatch(self, msg) -> bool:
+        """Handle one non-attention message; False = close the connection."""
+        handler = self._handlers.get(msg.type)
+        if handler is None:
+            raise ProtocolError(f"unexpected message type 0x{msg.type:02x} after login")
+        if msg.ignore:
+            # The client gave up on a partly sent request (IGNORE bit).
+            self._send_message(K.done(K.DONE, K.DONE_ERROR, 0, 0, self.version))
+            return True
+        # RESETCONNECTION (status 0x08/0x10) is tolerated: the engine owns session
+        # state, and the lab does not pool connections server-side.
+        return handler(msg)
+
+    def _serve_direct(self, watcher: AttentionWatcher) -> None:
+        read = self._reader.read_message
+        pending = self._reader.pending_type
+        fd = self.sock.fileno()
+        lock = self._lock
+        while True:
+            msg = read()
+            if msg is None:
+                return
+            if msg.type == ATTENTION:
+                self._attention()
+                continue
+            if pending() == ATTENTION:       # it came in the same read as the request
+                self._attn = 1
+            self._watching = True
+            watcher.watch(fd, self)
+            try:
+                ok = self._dispatch(msg)
+            finally:
+                watcher.unwatch(fd)
+                with lock:
+                    self._watching = False
+            if not ok:
+                return
+
+    def data_while_busy(self) -> None:
+        """Watcher thread: bytes arrived while a request runs; cancel if it is
+        an ATTENTION (peeked, not consumed: the worker reads it afterwards)."""
+        with self._lock:
+            if not self._watching:
+                return
+            try:
+                head = self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                head = b""
+            if head and head[0] != ATTENTION:
+                return                       # not ours to judge; the worker reads it later
+            self._attn = 1                   # (EOF also stops the work: nobody will read it)
+            busy = self._busy
+        if busy:
+            self._cancel_session()
+
+    def _serve_threaded(self) -> None:
         self._reader_thread = threading.Thread(
             target=self._read_loop, name=f"tds-reader-{self.spid}", daemon=True)
         self._reader_thread.start()
         get = self._queue.get
-        handlers = {SQL_BATCH: self._sql_batch, RPC: self._rpc_request,
-                    TRANSACTION_MANAGER: self._tm_request}
         while True:
             msg = get()
             if msg is _EOF:
@@ -266,16 +342,7 @@ class Connection:
             if msg.type == ATTENTION:
                 self._attention()
                 continue
-            handler = handlers.get(msg.type)
-            if handler is None:
-                raise ProtocolError(f"unexpected message type 0x{msg.type:02x} after login")
-            if msg.ignore:
-                # The client gave up on a partly sent request (IGNORE bit).
-                self._send_message(K.done(K.DONE, K.DONE_ERROR, 0, 0, self.version))
-                continue
-            # RESETCONNECTION (status 0x08/0x10) is tolerated: the engine owns session
-            # state, and the lab does not pool connections server-side.
-            if not handler(msg):
+            if not self._dispatch(msg):
                 return
 
     def _read_loop(self) -> None:
@@ -319,8 +386,6 @@ class Connection:
             self._busy = True
         try:
             events = fn(*args)
-        except Cancelled:
-            raise
         except Exception as e:          # an engine bug must not kill the connection
             log.exception("the engine raised")
             events = [Message(50000, 16, 1,
@@ -339,7 +404,10 @@ class Connection:
         else:
             self._send_message(K.attention_ack(self.version))
         with self._lock:
-            self._attn -= 1
+            # Threaded mode counts attentions as the reader queues them; in direct
+            # mode the watcher only raises a flag (and the client waits for the ack
+            # before it sends anything else, so there is at most one).
+            self._attn = self._attn - 1 if self._reader_thread is not None else 0
 
     def _writer(self) -> PacketWriter:
         return PacketWriter(self.transport.sendall, self.packet_size, self.spid,

@@ -74,6 +74,10 @@ class MessageReader:
         self._buf = bytearray()
         self._max = max_message
 
+    def pending_type(self) -> int:
+        """Type byte of the next buffered packet, or -1 (nothing buffered)."""
+        return self._buf[0] if self._buf else -1
+
     def leftover(self) -> bytes:
         """Bytes received but not consumed (used when switching to TLS)."""
         data = bytes(self._buf)

@@ -14,6 +14,7 @@ from .connection import Connection
 from .packets import DEFAULT_MAX_MESSAGE
 from .prelogin import ENCRYPTION_MODES
 from .tls import prepare_context
+from .watcher import AVAILABLE as _WATCHER_AVAILABLE, AttentionWatcher
 
 log = logging.getLogger("mirrorkit.lab.tds")
 
@@ -52,6 +53,7 @@ class TdsServer:
         self._conns_lock = threading.Lock()
         self._stopping = False
         self._stopped = threading.Event()
+        self._watcher: AttentionWatcher | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -74,6 +76,8 @@ class TdsServer:
         self._listener = lsock
         self.address = lsock.getsockname()[:2]
         self._wake_r, self._wake_w = socket.socketpair()
+        if _WATCHER_AVAILABLE:
+            self._watcher = AttentionWatcher()
         self._stopping = False
         self._stopped.clear()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="tds-accept",
@@ -107,6 +111,9 @@ class TdsServer:
         for c in conns:
             if c.thread is not None:
                 c.thread.join(10)
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         self._listener = None
         self._stopped.set()
         log.info("TDS server on %s:%d stopped", *self.address)

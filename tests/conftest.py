@@ -1,0 +1,104 @@
+"""Shared fixtures: lab instances served in-process on fresh loopback addresses.
+
+Each test that asks for `lab` gets new instances with their own state directory,
+each on its own 127.0.x.y address with the real ports (1433 TDS, 5022 mirroring),
+so tests never collide and talk to the lab through the real client stack.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+SA_PASSWORD = "Lab-Test-Passw0rd!"
+_addresses = itertools.count(1)
+_run = os.getpid() % 200 + 20   # differs between runs, so no address lingers in TIME_WAIT
+
+
+def next_address() -> str:
+    """A fresh loopback address for one lab instance."""
+    n = next(_addresses)
+    return f"127.{_run}.{n // 250 + 1}.{n % 250 + 1}"
+
+
+@dataclass
+class LabHandle:
+    name: str
+    host: str
+    port: int
+    running: object
+    state_dir: Path
+
+    def connect(self, *, database: str = "master", autocommit: bool = True, user: str = "sa",
+                password: str = SA_PASSWORD, timeout: int = 10, extra: str = ""):
+        import pyodbc
+        return pyodbc.connect(odbc_string(self.host, self.port, user, password, database) + extra,
+                              autocommit=autocommit, timeout=timeout)
+
+    def sql(self, statement: str, *params):
+        """Run one statement on a fresh connection and return the rows (or [])."""
+        with self.connect() as cn:
+            cur = cn.cursor()
+            cur.execute(statement, *params)
+            try:
+                return cur.fetchall()
+            except Exception:
+                return []
+
+    @property
+    def instance(self):
+        return self.running.instance
+
+
+def odbc_string(host: str, port: int, user: str, password: str, database: str = "master") -> str:
+    return (f"DRIVER={{FreeTDS}};SERVER={host};PORT={port};UID={user};PWD={{{password}}};"
+            f"DATABASE={database};TDS_Version=7.4;")
+
+
+class Lab:
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.instances: dict[str, LabHandle] = {}
+
+    def start(self, name: str, host: str | None = None, port: int = 1433) -> LabHandle:
+        from mirrorkit.lab.process import RunningInstance
+        host = host or next_address()
+        running = RunningInstance(self.state_dir, name, host, port, SA_PASSWORD)
+        running.start()
+        handle = LabHandle(name, host, port, running, self.state_dir)
+        self.instances[name] = handle
+        return handle
+
+    def restart(self, name: str) -> LabHandle:
+        old = self.instances[name]
+        old.running.stop()
+        return self.start(name, old.host, old.port)
+
+    def stop_all(self) -> None:
+        for h in self.instances.values():
+            try:
+                h.running.stop()
+            except Exception:
+                pass
+
+    def __getitem__(self, name: str) -> LabHandle:
+        return self.instances[name]
+
+
+@pytest.fixture
+def lab(tmp_path) -> Callable[..., Lab]:
+    labs: list[Lab] = []
+
+    def make(*names: str) -> Lab:
+        lab_ = Lab(tmp_path / f"lab{len(labs)}")
+        labs.append(lab_)
+        for n in names:
+            lab_.start(n)
+        return lab_
+    yield make
+    for l_ in labs:
+        l_.stop_all()
