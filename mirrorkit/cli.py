@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target")
     p.add_argument("--role", default="PARTNER", choices=["PARTNER", "WITNESS"])
     p.add_argument("--state-dir", help=state_help)
+    p = sub.add_parser("demo", help="start the lab and run the demo against it")
+    p.add_argument("--params", default=None, help="parameter file (default: parameters/lab.yaml)")
+    p.add_argument("--state-dir", help=state_help)
     return parser
 
 
@@ -74,6 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "lab":
         return _lab(args)
+    if args.command == "demo":
+        from .demo import DEFAULT_PARAMS, run
+        from .lab import supervisor as sup
+        try:
+            return run(Path(args.params) if args.params else DEFAULT_PARAMS,
+                       sup.state_dir_from(args.state_dir))
+        except (sup.LabError, sup.LabConfigError) as exc:
+            print(f"mirrorkit demo: {exc}", file=sys.stderr)
+            return 2
     return 2
 
 

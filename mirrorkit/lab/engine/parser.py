@@ -456,6 +456,8 @@ class Parser:
         if self.accept_kw("AS"):
             stmt.transport = self.expect_kw("TCP", "HTTP")
             if stmt.transport != "TCP":
+                if not creating:
+                    raise SqlError(7860)
                 raise not_supported("Endpoints AS HTTP")
             self.tcp_options(stmt)
         elif creating:
@@ -464,6 +466,8 @@ class Parser:
             payload = self.expect_kw("DATABASE_MIRRORING", "DATA_MIRRORING", "TSQL",
                                      "SERVICE_BROKER", "SOAP")
             if payload not in ("DATABASE_MIRRORING", "DATA_MIRRORING"):
+                if not creating:
+                    raise SqlError(7860)
                 raise not_supported(f"Endpoints FOR {payload}")
             stmt.payload = "DATABASE_MIRRORING"
             stmt.mirroring = self.mirroring_options(require_role=creating)
