@@ -24,6 +24,7 @@ import queue
 import socket
 import ssl
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from mirrorkit.lab.engine.api import LoginFailed
@@ -157,9 +158,19 @@ class Connection:
                    + K.done(K.DONE, K.DONE_ERROR, 0, 0, version))
         self._send_message(payload)
 
+    def _login_recv(self, n: int) -> bytes:
+        """recv with one deadline for the whole login, so that a peer trickling
+        a byte at a time cannot hold the connection open either."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("the login did not finish in time")
+        self.sock.settimeout(left)
+        return self.sock.recv(n)
+
     def _login(self) -> bool:
         srv = self.server
         sock = self.sock
+        self._deadline = time.monotonic() + srv.login_timeout
         sock.settimeout(srv.login_timeout)
         try:
             first = sock.recv(1, socket.MSG_PEEK)
@@ -170,7 +181,7 @@ class Connection:
         if first[0] == 0x16:
             log.info("%s opened with a raw TLS ClientHello (TDS 8.0 strict): not supported", self.addr)
             return False
-        reader = MessageReader(self.transport.recv, srv.max_message_size)
+        reader = MessageReader(self._login_recv, srv.max_message_size)
         msg = reader.read_message()
         if msg is None:
             return False
@@ -184,7 +195,7 @@ class Connection:
                          opts.get(P.OPT_ENCRYPTION, b"").hex(), srv.encryption)
                 return False
             if action in (P.LOGIN_ONLY, P.FULL):
-                tls = server_handshake(srv.ssl_context, sock, reader)
+                tls = server_handshake(srv.ssl_context, sock, reader, self._login_recv)
                 login_reader = MessageReader(tls.recv, srv.max_message_size)
                 if action == P.FULL:
                     self.transport = tls
@@ -197,6 +208,12 @@ class Connection:
         login = parse_login7(msg.payload)
         if not self._accept_login(login):
             return False
+        # Logged in: no more deadline, block as long as the client stays idle.
+        sock.settimeout(None)
+        if isinstance(self.transport, PlainTransport):
+            reader.rebind(sock.recv)
+        else:
+            self.transport.raw_recv = sock.recv
         self._reader = reader
         return True
 
@@ -237,6 +254,7 @@ class Connection:
             return False
         self.session = session
         self.spid = int(getattr(session, "spid", 0) or 0) & 0xFFFF
+        self._tell_engine_about_connection(session)
         size = login.packet_size
         self.packet_size = size if MIN_PACKET_SIZE <= size <= MAX_PACKET_SIZE else DEFAULT_PACKET_SIZE
         database = session.database or ""
@@ -257,6 +275,17 @@ class Connection:
         # The login reply still goes out in 4096-byte packets.
         self.transport.sendall(frame(REPLY, payload, DEFAULT_PACKET_SIZE, self.spid))
         return True
+
+    def _tell_engine_about_connection(self, session: Any) -> None:
+        """Stopgap until login() takes these: sys.dm_exec_connections needs to know
+        whether the connection is encrypted (full TLS only; a TLS-protected login
+        alone counts as not encrypted, as in SQL Server) and the client's port.
+        The lab engine keeps them in its public ``client`` dict."""
+        info = getattr(session, "client", None)
+        if isinstance(info, dict):
+            info["encrypted"] = not isinstance(self.transport, PlainTransport)
+            if isinstance(self.addr, tuple) and len(self.addr) >= 2:
+                info["client_port"] = self.addr[1]
 
     # ------------------------------------------------------------------ requests
 
@@ -386,6 +415,8 @@ class Connection:
             self._busy = True
         try:
             events = fn(*args)
+            if type(events) is not list:
+                events = list(events or ())
         except Exception as e:          # an engine bug must not kill the connection
             log.exception("the engine raised")
             events = [Message(50000, 16, 1,

@@ -74,6 +74,10 @@ class MessageReader:
         self._buf = bytearray()
         self._max = max_message
 
+    def rebind(self, recv: Callable[[int], bytes]) -> None:
+        """Read from another callable from now on (keeps buffered bytes)."""
+        self._recv = recv
+
     def pending_type(self) -> int:
         """Type byte of the next buffered packet, or -1 (nothing buffered)."""
         return self._buf[0] if self._buf else -1

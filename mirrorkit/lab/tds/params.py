@@ -13,6 +13,7 @@ import datetime as _dt
 import decimal
 import struct
 import uuid
+from functools import lru_cache
 from typing import Any
 
 from . import types as T
@@ -181,8 +182,21 @@ def _decode_chars(raw: bytes, ti: TypeInfo) -> str:
     return raw.decode(_codec(ti.collation), errors="replace")
 
 
+_TYPE_NAMES: dict[tuple, str] = {}
+
+
 def type_name(ti: TypeInfo) -> str:
-    """The SQL Server type name a TYPE_INFO stands for."""
+    """The SQL Server type name a TYPE_INFO stands for (memoised: hot in RPCs)."""
+    key = (ti.tds, ti.maxlen, ti.precision, ti.scale)
+    name = _TYPE_NAMES.get(key)
+    if name is None:
+        name = _type_name(ti)
+        if len(_TYPE_NAMES) < 4096:
+            _TYPE_NAMES[key] = name
+    return name
+
+
+def _type_name(ti: TypeInfo) -> str:
     t = ti.tds
     if t == T.INTN or t in (INT1, INT2, INT4, INT8):
         size = ti.maxlen if t == T.INTN else _FIXED[t]
@@ -325,6 +339,13 @@ def _decode_fixed(t: int, raw: bytes, ti: TypeInfo) -> Any:
 
 def read_value(r: Reader, ti: TypeInfo) -> Any:
     t = ti.tds
+    if t == T.INTN:                 # fast path: the most common parameter type
+        n = r.u8()
+        if n == 0:
+            return None
+        if n not in (1, 2, 4, 8):
+            raise ProtocolError(f"bad integer length {n}")
+        return int.from_bytes(r.take(n), "little", signed=n > 1)
     if t in _FIXED:
         if t == NULLTYPE:
             return None
@@ -404,10 +425,22 @@ def _split_top_level(s: str) -> list[str]:
     return parts
 
 
-def parse_declaration(decl: str | None) -> list[Declared]:
-    """Split a parameter declaration on the commas outside parentheses."""
+def parse_declaration(decl: str | None) -> tuple[Declared, ...]:
+    """Split a parameter declaration on the commas outside parentheses.
+    Cached (short strings only): drivers send the same declaration over and over."""
     if not decl:
-        return []
+        return ()
+    if len(decl) <= 4000:
+        return _parse_declaration_cached(decl)
+    return _parse_declaration(decl)
+
+
+@lru_cache(maxsize=512)
+def _parse_declaration_cached(decl: str) -> tuple[Declared, ...]:
+    return _parse_declaration(decl)
+
+
+def _parse_declaration(decl: str) -> tuple[Declared, ...]:
     out = []
     for item in _split_top_level(decl):
         item = item.strip()
@@ -431,4 +464,4 @@ def parse_declaration(decl: str | None) -> list[Declared]:
         if not rest:
             raise DeclarationError(f"parameter {name} has no type")
         out.append(Declared(name, " ".join(rest).lower(), output))
-    return out
+    return tuple(out)

@@ -19,7 +19,8 @@ from .rpc import PROC_NAMES, RpcParam, RpcRequest
 
 SYSTEM_PROCS = {"sp_executesql", "sp_prepare", "sp_execute", "sp_prepexec", "sp_unprepare"}
 CURSOR_PROC_IDS = set(range(1, 10)) | {14}
-MAX_PREPARED = 65536
+MAX_PREPARED = 65536                 # handles per connection ...
+MAX_PREPARED_CHARS = 64 * 1024 * 1024  # ... and characters of SQL they may hold
 
 
 class BindError(Exception):
@@ -34,7 +35,7 @@ def normalize_proc_name(name: str) -> str:
     return name.rsplit(".", 1)[-1].strip().strip("[]").lower()
 
 
-def bind(decls: list[Declared], values: list[RpcParam], offset: int,
+def bind(decls: tuple[Declared, ...] | list[Declared], values: list[RpcParam], offset: int,
          sql: str, decl_text: str) -> tuple[list[Param], dict[str, int]]:
     """Bind RPC values to declared variables. Returns the engine params and a map
     lower-case name -> RPC parameter ordinal (for RETURNVALUE tokens)."""
@@ -78,7 +79,8 @@ class RpcDispatcher:
     def __init__(self, session: Any, call: Callable[..., list]):
         self.session = session
         self._call = call          # call(fn, *args) -> events; raises Cancelled on attention
-        self.prepared: dict[int, tuple[str, list[Declared], str]] = {}
+        self.prepared: dict[int, tuple[str, tuple[Declared, ...], str]] = {}
+        self._prepared_chars = 0
         self._next_handle = 1
 
     # -- one RPC ---------------------------------------------------------------
@@ -89,15 +91,15 @@ class RpcDispatcher:
         b.return_status = None
         b.return_values = []
         handle_out: tuple[int, str, int] | None = None     # (ordinal, name, handle)
-        ordinals: dict[str, int] | None = {}
+        ordinals: dict[str, int] = {}
         try:
             name = normalize_proc_name(req.name) if req.proc_id is None else req.name
             if req.proc_id in CURSOR_PROC_IDS or (req.proc_id is None and name in (
                     "sp_cursoropen", "sp_cursorprepare", "sp_cursorexecute", "sp_cursorprepexec",
                     "sp_cursorfetch", "sp_cursor", "sp_cursoroption", "sp_cursorclose",
                     "sp_cursorunprepare", "sp_prepexecrpc")):
-                raise BindError(50000, f"{name} (server-side cursors) is not supported by the "
-                                       "mirrorkit lab; use default client-side result sets.")
+                raise BindError(50000, f"{name} is not supported by the mirrorkit lab (no "
+                                       "server-side cursors); use default client-side result sets.")
             if req.proc_id is not None and req.proc_id not in PROC_NAMES:
                 raise BindError(2812, f"Could not find stored procedure with ProcID {req.proc_id}.")
             if name in SYSTEM_PROCS:
@@ -106,17 +108,15 @@ class RpcDispatcher:
                 params = [Param(p.name, p.sqltype, p.value, p.output) for p in req.params]
                 events = self._call(self.session.call_procedure, req.name, params)
                 b.events(events, in_rpc=True)
-                ordinals = None
+                # RETURNVALUE ordinals are RPC parameter positions (pytds indexes by them).
+                ordinals = {p.name.lower(): i for i, p in enumerate(req.params) if p.name}
         except BindError as e:
             b.error(e.number, e.text)
         b.buf += K.returnstatus(b.return_status if b.return_status is not None else 0)
         if handle_out is not None:
             b.return_value(handle_out[0], handle_out[1], "int", handle_out[2])
         for rv in b.return_values:
-            ordinal = rv.ordinal
-            if ordinals is not None:
-                ordinal = ordinals.get(rv.name.lower(), ordinal)
-            b.return_value(ordinal, rv.name, rv.sqltype, rv.value)
+            b.return_value(ordinals.get(rv.name.lower(), rv.ordinal), rv.name, rv.sqltype, rv.value)
         status = 0 if last else (K.DONE_MORE | K.DONE_RPCINBATCH)
         if b.any_error:
             status |= K.DONE_ERROR
@@ -149,7 +149,8 @@ class RpcDispatcher:
         return h
 
     def _register(self, sql: str, decl: str) -> int:
-        if len(self.prepared) >= MAX_PREPARED:
+        size = len(sql) + len(decl)
+        if len(self.prepared) >= MAX_PREPARED or self._prepared_chars + size > MAX_PREPARED_CHARS:
             raise BindError(50000, "too many prepared statements on this connection "
                                    "(the client does not call sp_unprepare)")
         try:
@@ -159,9 +160,10 @@ class RpcDispatcher:
         h = self._next_handle
         self._next_handle += 1
         self.prepared[h] = (sql, decls, decl)
+        self._prepared_chars += size
         return h
 
-    def _execute(self, b: ResponseBuilder, sql: str, decls: list[Declared], decl: str,
+    def _execute(self, b: ResponseBuilder, sql: str, decls: tuple[Declared, ...], decl: str,
                  values: list[RpcParam], offset: int) -> dict[str, int]:
         params, ordinals = bind(decls, values, offset, sql, decl)
         events = self._call(self.session.execute, sql, params)
@@ -210,6 +212,8 @@ class RpcDispatcher:
 
     def _sp_unprepare(self, req: RpcRequest, b: ResponseBuilder):
         h = self._handle(req)
-        if self.prepared.pop(h, None) is None:
+        entry = self.prepared.pop(h, None)
+        if entry is None:
             raise BindError(8179, f"Could not find prepared statement with handle {h}.")
+        self._prepared_chars -= len(entry[0]) + len(entry[2])
         return None, {}

@@ -18,7 +18,7 @@ from mirrorkit.lab.engine.results import (
 )
 
 from . import tokens as K
-from .packets import PacketWriter
+from .packets import Cancelled, PacketWriter
 from .types import ColumnType, EncodeError, column_type
 
 log = logging.getLogger("mirrorkit.lab.tds")
@@ -103,16 +103,23 @@ class ResponseBuilder:
 
     def events(self, events: list, in_rpc: bool) -> None:
         """Encode events. In batch mode the last DONE is final (no MORE), and a
-        final DONE is added when the events do not end with one."""
+        final DONE is added when the events do not end with one.
+
+        A StatementDone right after a ResultSet ends that result set: the two
+        give ONE DONE carrying the StatementDone's count and error flag. A
+        ResultSet on its own gets DONE(COUNT, number of rows). (An extra DONE
+        after the rows would make FreeTDS see another result and send an
+        ATTENTION before every next query.)
+        """
         last = len(events) - 1
         while last >= 0 and isinstance(events[last], Fatal):
             last -= 1
         token = K.DONEINPROC if in_rpc else K.DONE
         self.last_done_final = False
-        for i, ev in enumerate(events):
-            if self.stopped:
-                break
-            more = in_rpc or i != last
+        n_events = len(events)
+        i = 0
+        while i < n_events and not self.stopped:
+            ev = events[i]
             cls = type(ev)
             if cls is ResultSet:
                 try:
@@ -120,11 +127,19 @@ class ResponseBuilder:
                 except EncodeError as e:
                     self._abort_statement(str(e), token)
                     break
+                nxt = events[i + 1] if i + 1 < n_events else None
+                if type(nxt) is StatementDone:
+                    i += 1                       # the statement's own end
+                    n = nxt.rowcount
+                    if nxt.error:
+                        self.error_pending = True
+                more = in_rpc or i != last
                 self.done(token, K.DONE_MORE if more else 0, n, K.CMD_SELECT)
                 self.last_done_final = not more
             elif cls is StatementDone:
                 if ev.error:
                     self.error_pending = True
+                more = in_rpc or i != last
                 self.done(token, K.DONE_MORE if more else 0, ev.rowcount)
                 self.last_done_final = not more
             elif cls is Message:
@@ -151,6 +166,7 @@ class ResponseBuilder:
             else:
                 log.error("unknown engine event %r ignored", ev)
             self.w.maybe_flush()
+            i += 1
 
     def finish_batch(self) -> None:
         """Make sure the reply ends with a DONE without MORE."""
@@ -166,35 +182,41 @@ class ResponseBuilder:
         self.stopped = True
 
     def _result_set(self, rs: ResultSet) -> int:
+        """COLMETADATA + ROWs; returns the row count. ``rows`` may be any
+        iterable (a generator streams: packets leave as they fill)."""
         if not rs.columns:
-            return len(rs.rows)
+            return sum(1 for _ in rs.rows)
         colmeta, encs = self.meta.get(rs.columns)
         buf = self.buf
         buf += colmeta
-        rows = rs.rows
         ncol = len(encs)
         flush = self.w.maybe_flush
+        n = 0
         try:
             if ncol == 1:
                 e0 = encs[0]
-                for i, row in enumerate(rows):
+                for row in rs.rows:
                     if len(row) != 1:
                         raise EncodeError(f"row has {len(row)} values for 1 column")
-                    buf += _ROW + e0(row[0])     # encode first: no half rows on errors
-                    if not i % _FLUSH_ROWS:
+                    buf += _ROW + e0(row[0])      # encode first: no half rows on errors
+                    n += 1
+                    if not n % _FLUSH_ROWS:
                         flush()
             else:
-                for i, row in enumerate(rows):
+                for row in rs.rows:
                     if len(row) != ncol:
                         raise EncodeError(f"row has {len(row)} values for {ncol} columns")
                     buf += _ROW + b"".join([e(v) for e, v in zip(encs, row)])
-                    if not i % _FLUSH_ROWS:
+                    n += 1
+                    if not n % _FLUSH_ROWS:
                         flush()
-        except EncodeError:
+        except (EncodeError, Cancelled):
             raise
-        except (TypeError, ValueError, OverflowError) as e:
-            raise EncodeError(f"cannot encode a value of the result: {e}") from None
-        return len(rows)
+        except Exception as e:      # a bad value, or an engine generator that failed
+            if not isinstance(e, (TypeError, ValueError, OverflowError)):
+                log.exception("producing the rows of a result set failed")
+            raise EncodeError(f"cannot send the result: {type(e).__name__}: {e}") from None
+        return n
 
     def _return_value(self, ordinal: int, ev: ReturnValue, status: int = 0x01) -> None:
         try:

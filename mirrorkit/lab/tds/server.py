@@ -26,12 +26,16 @@ class TdsServer:
     context is given; login-only TLS for clients that send ENCRYPT_OFF) or
     "required" (full TLS for everybody; needs ``ssl_context``). The context is
     capped at TLS 1.2 in place, as TDS 7.x requires.
+
+    attention_watcher: plain-TCP connections are watched for ATTENTION by one
+    shared epoll thread while a request runs (cheapest); False gives every
+    connection its own reader thread instead (what TLS connections always use).
     """
 
     def __init__(self, instance: EngineInstance, host: str, port: int, *,
                  ssl_context: ssl.SSLContext | None = None, encryption: str = "optional",
                  login_timeout: float = 30.0, max_message_size: int = DEFAULT_MAX_MESSAGE,
-                 backlog: int = 128):
+                 backlog: int = 128, attention_watcher: bool = True):
         if encryption not in ENCRYPTION_MODES:
             raise ValueError(f"encryption must be one of {ENCRYPTION_MODES}, not {encryption!r}")
         if encryption == "required" and ssl_context is None:
@@ -44,6 +48,7 @@ class TdsServer:
         self.login_timeout = login_timeout
         self.max_message_size = max_message_size
         self.backlog = backlog
+        self.use_watcher = attention_watcher and _WATCHER_AVAILABLE
         self.address: tuple[str, int] | None = None
         self._listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
@@ -76,7 +81,7 @@ class TdsServer:
         self._listener = lsock
         self.address = lsock.getsockname()[:2]
         self._wake_r, self._wake_w = socket.socketpair()
-        if _WATCHER_AVAILABLE:
+        if self.use_watcher:
             self._watcher = AttentionWatcher()
         self._stopping = False
         self._stopped.clear()
@@ -88,7 +93,11 @@ class TdsServer:
     def serve_forever(self) -> None:
         """Start if needed and block until shutdown() is called (from another thread)."""
         self.start()
-        self._stopped.wait()
+        try:
+            self._stopped.wait()
+        except KeyboardInterrupt:
+            self.shutdown()
+            raise
 
     def shutdown(self) -> None:
         """Stop accepting, close every client connection and join the threads."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+from typing import Callable
 
 from .packets import DEFAULT_PACKET_SIZE, PRELOGIN, MessageReader, ProtocolError, frame
 
@@ -24,12 +25,13 @@ def prepare_context(ctx: ssl.SSLContext) -> ssl.SSLContext:
     return ctx
 
 
-def server_handshake(ctx: ssl.SSLContext, sock: socket.socket,
-                     reader: MessageReader) -> "TlsTransport":
+def server_handshake(ctx: ssl.SSLContext, sock: socket.socket, reader: MessageReader,
+                     raw_recv: Callable[[int], bytes] | None = None) -> "TlsTransport":
     """Run the server side of the handshake through 0x12 messages.
 
     ``reader`` is the plain message reader (its buffered bytes, if any, are
-    handed to the TLS layer afterwards).
+    handed to the TLS layer afterwards); ``raw_recv`` replaces ``sock.recv``
+    for the TLS records (the login deadline uses it).
     """
     inbio, outbio = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ctx.wrap_bio(inbio, outbio, server_side=True)
@@ -52,7 +54,7 @@ def server_handshake(ctx: ssl.SSLContext, sock: socket.socket,
     out = outbio.read()
     if out:
         sock.sendall(frame(PRELOGIN, out, DEFAULT_PACKET_SIZE))
-    t = TlsTransport(sock, obj, inbio, outbio)
+    t = TlsTransport(sock, obj, inbio, outbio, raw_recv)
     rest = reader.leftover()
     if rest:
         inbio.write(rest)
@@ -64,8 +66,9 @@ class TlsTransport:
     two threads; one lock keeps the SSL object single-threaded."""
 
     def __init__(self, sock: socket.socket, obj: ssl.SSLObject, inbio: ssl.MemoryBIO,
-                 outbio: ssl.MemoryBIO):
+                 outbio: ssl.MemoryBIO, raw_recv: Callable[[int], bytes] | None = None):
         self.sock = sock
+        self.raw_recv = raw_recv or sock.recv
         self._obj = obj
         self._in = inbio
         self._out = outbio
@@ -81,7 +84,7 @@ class TlsTransport:
                     pass
                 except ssl.SSLZeroReturnError:
                     return b""
-            raw = self.sock.recv(65536)
+            raw = self.raw_recv(65536)
             if not raw:
                 return b""
             with self._lock:

@@ -572,7 +572,12 @@ def _scale_arg(args: tuple[str, ...]) -> int:
 
 @lru_cache(maxsize=1024)
 def column_type(sqltype: str, version: int) -> ColumnType:
-    """The wire type for an engine type name at a negotiated TDS version."""
+    """The wire type for an engine type name at a negotiated TDS version.
+
+    A missing length ("nvarchar") means the largest non-MAX length, so values
+    are never cut; lengths above it mean MAX. Values longer than a declared
+    length are truncated (as CAST does) rather than overflowing the client.
+    """
     base, args = parse_type_name(sqltype)
     name = sqltype
     if base in ("int", "bigint", "smallint", "tinyint"):
