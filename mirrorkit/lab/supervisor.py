@@ -103,9 +103,29 @@ def accepts(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+LAB_SECRETS = ("master-key.password", "private-key-backup.password")
+
+
+def provision_secrets(state_dir: Path) -> None:
+    """The lab's own secrets for parameters/lab.yaml (file: references), random, mode 0600."""
+    directory = state_dir / "secrets"
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    alphabet = string.ascii_letters + string.digits
+    for name in LAB_SECRETS:
+        path = directory / name
+        if path.exists():
+            continue
+        value = "Lab-" + "".join(secrets.choice(alphabet) for _ in range(24)) + "!7b"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(value + "\n")
+
+
 def up(params: Path, state_dir: Path, out=sys.stdout) -> list[InstanceSpec]:
     specs = load_instances(params)
     password = sa_password(state_dir)
+    provision_secrets(state_dir)
     recorded = {r.name: r for r in read_state(state_dir)}
     started: list[tuple[InstanceSpec, subprocess.Popen, Path]] = []
     for spec in specs:

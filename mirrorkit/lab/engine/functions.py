@@ -677,6 +677,59 @@ def format_datetime(d: datetime, style: int, base: str = "datetime") -> str:
     return f"{d.strftime('%b')} {d.day:2d} {d.year} {hour:2d}:{d.minute:02d}{'PM' if d.hour >= 12 else 'AM'}"
 
 
+def like_regex(pattern: str, escape: Optional[str] = None):
+    """A T-SQL LIKE pattern as a compiled regular expression (case-insensitive collation)."""
+    import re
+    out, i, n = ["^"], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if escape and c == escape and i + 1 < n:
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if c == "%":
+            out.append(".*")
+        elif c == "_":
+            out.append(".")
+        elif c == "[":
+            j = pattern.find("]", i + 2 if i + 1 < n and pattern[i + 1] == "]" else i + 1)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1:j]
+                negate = body.startswith("^")
+                if negate:
+                    body = body[1:]
+                cls = "".join("\\" + ch if ch in "\\]" else ch for ch in body)
+                out.append(f"[{'^' if negate else ''}{cls}]")
+                i = j + 1
+                continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    out.append("$")
+    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+
+
+_LIKE_CACHE: dict = {}
+
+
+@_fn("LIKE", 2, 3, "bit")
+def _like(ctx):
+    def f(value, pattern, escape=None):
+        if value is None or pattern is None:
+            return None
+        key = (pattern, escape)
+        rx = _LIKE_CACHE.get(key)
+        if rx is None:
+            if len(_LIKE_CACHE) > 512:
+                _LIKE_CACHE.clear()
+            rx = _LIKE_CACHE[key] = like_regex(str(pattern), escape)
+        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        return 1 if rx.match(text) else 0
+    return f
+
+
 def make_convert(safe: bool):
     def factory(ctx):
         return lambda target, source, value, style=None: convert(target, source, value, style, safe)

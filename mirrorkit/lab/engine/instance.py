@@ -14,7 +14,6 @@ from ..fs import ServerFileSystem
 from . import store
 from .api import LoginFailed
 from .errorlog import LOG_PATH, ErrorLog
-from .errors import SqlError, info
 from .passwords import hash_password, verify_password
 from .results import Message
 from .session import Session
@@ -106,8 +105,12 @@ class LabInstance:
                     reason, state = "Login-based server access validation failed with an infrastructure " \
                                     "error. Check for previous errors.", 12
             if reason:
+                self.errorlog.write("Logon", f"Error: 18456, Severity: 14, State: {state}.")
                 self.errorlog.write("Logon", f"Login failed for user '{user}'. Reason: {reason} "
                                              f"[CLIENT: {client_address or 'unknown'}]")
+                if state == 7:   # a disabled login is told so (18470); other reasons stay hidden (18456)
+                    raise LoginFailed(Message(18470, 14, 1, f"Login failed for user '{user}'. Reason: The "
+                                                            "account is disabled."))
                 raise LoginFailed(Message(18456, 14, 1, f"Login failed for user '{user}'."))
             dbname = database or row[5] or "master"
             db = conn.execute("SELECT database_id, name FROM t_databases WHERE name=?", (dbname,)).fetchone()

@@ -667,9 +667,9 @@ class Parser:
                 raise not_supported(f"Permissions ON {klass}::")
             securable = self.name()
         self.expect_kw("TO", "FROM")
-        principals = [self.name()]
+        principals = [self.grantee()]
         while self.accept_op(","):
-            principals.append(self.name())
+            principals.append(self.grantee())
         stmt = st.PermissionStatement(action, perms, klass, securable, principals,
                                       grant_option_for=grant_option_for)
         if action == "GRANT" and self.accept_kw("WITH"):
@@ -681,6 +681,12 @@ class Parser:
         if self.at_kw("AS") and not self.peek().is_kw("SELECT"):
             raise not_supported("GRANT … AS principal")
         return stmt
+
+    def grantee(self) -> str:
+        # PUBLIC is a reserved word that names the public role without brackets
+        if self.at_kw("PUBLIC"):
+            return self.advance().value.lower()
+        return self.name()
 
     # BACKUP ----------------------------------------------------------------------------
     def backup(self) -> st.Statement:
@@ -875,16 +881,34 @@ class Parser:
                 if self.tok.kind == VAR and self.peek().is_op("="):
                     name = self.advance().value
                     self.advance()
-                if self.at_kw("DEFAULT"):
-                    d = self.advance()
-                    expr = st.Expr("DEFAULT", d.line)
-                else:
-                    expr = self.expression()
+                expr = self.exec_argument()
                 output = bool(self.accept_kw("OUTPUT", "OUT"))
                 args.append(st.ExecArg(name, expr, output))
                 if not self.accept_op(","):
                     break
         return st.Exec(proc, args, return_var=return_var)
+
+    def exec_argument(self) -> st.Expr:
+        """EXEC arguments are constants, variables, DEFAULT or bare words — not expressions."""
+        t = self.tok
+        if t.is_kw("DEFAULT"):
+            self.advance()
+            return st.Expr("DEFAULT", t.line)
+        if t.kind == VAR:
+            self.advance()
+            return st.Expr(t.value, t.line)
+        if t.kind in (IDENT, QIDENT) and not (t.kind == IDENT and t.upper == "NULL"):
+            # a bare identifier is a character-string argument (EXEC sp_help authors)
+            self.advance()
+            return st.Expr("N'" + t.value.replace("'", "''") + "'", t.line)
+        start = t
+        if t.is_op("-", "+"):
+            self.advance()
+        lit = self.tok
+        if lit.kind in (STRING, NUMBER, BINARY) or lit.is_kw("NULL"):
+            self.advance()
+            return st.Expr(self.sql[start.start:lit.end], start.line)
+        raise self.error(lit)
 
     def return_(self) -> st.Return:
         self.expect_kw("RETURN")

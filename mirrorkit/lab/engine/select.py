@@ -227,9 +227,14 @@ class _Compiler:
             alias = node.alias
             names = [c.name for c in node.args["alias"].columns] if node.args["alias"].columns else []
             if names:
+                # SQLite has no column list on a derived-table alias: name the inner columns instead
+                inner = node.this
+                if not isinstance(inner, exp.Select) or len(names) != len(inner.expressions):
+                    raise not_supported("Column aliases on this derived table")
+                inner.set("expressions", [exp.alias_(e.this if isinstance(e, exp.Alias) else e, n, quoted=True)
+                                          for e, n in zip(inner.expressions, names)])
                 cols = [(n, t) for n, (_, t) in zip(names, cols)]
-            node.set("alias", exp.TableAlias(this=exp.Identifier(this=alias.lower(), quoted=True),
-                                             columns=[exp.Identifier(this=n, quoted=True) for n, _ in cols]))
+            node.set("alias", exp.TableAlias(this=exp.Identifier(this=alias.lower(), quoted=True)))
         else:
             raise not_supported(f"FROM {node.key.upper()}")
         key = alias.lower()
@@ -400,14 +405,11 @@ class _Compiler:
         if isinstance(node, exp.Not):
             node.set("this", self.expr(node.this, scopes)[0])
             return node, "bit"
+        if isinstance(node, exp.Escape) and isinstance(node.this, (exp.Like, exp.ILike)):
+            like = node.this
+            return self.like(like.this, like.expression, node.expression, scopes)
         if isinstance(node, (exp.Like, exp.ILike)):
-            node.set("this", self.expr(node.this, scopes)[0])
-            node.set("expression", self.expr(node.expression, scopes)[0])
-            return node, "bit"
-        if isinstance(node, exp.Escape):
-            node.set("this", self.expr(node.this, scopes)[0])
-            node.set("expression", self.expr(node.expression, scopes)[0])
-            return node, "bit"
+            return self.like(node.this, node.expression, None, scopes)
         if isinstance(node, exp.Is):
             node.set("this", self.expr(node.this, scopes)[0])
             return node, "bit"
@@ -448,6 +450,13 @@ class _Compiler:
         if isinstance(node, exp.Star):
             return node, "int"
         raise not_supported(f"The expression {node.sql(dialect='tsql')[:60]!r}")
+
+    def like(self, value, pattern, escape, scopes) -> tuple[exp.Expression, str]:
+        # T-SQL patterns have [a-c] and [^a-c] classes and follow the case-insensitive collation
+        args = [self.expr(value, scopes)[0], self.expr(pattern, scopes)[0]]
+        if escape is not None:
+            args.append(self.expr(escape, scopes)[0])
+        return exp.EQ(this=exp.Anonymous(this="mk_like", expressions=args), expression=exp.Literal.number(1)), "bit"
 
     def variable(self, node: exp.Parameter) -> tuple[exp.Expression, str]:
         inner = node.this

@@ -202,8 +202,8 @@ class MirroringTransport:
     def watch(self, key: str, sock: socket.socket) -> None:
         """Keep a live connection until the peer closes it."""
         def run():
-            sock.settimeout(None)
             try:
+                sock.settimeout(None)
                 while sock.recv(4096):
                     pass
             except OSError:

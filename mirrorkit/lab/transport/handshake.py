@@ -50,6 +50,7 @@ class Outcome:
 # -- acceptor ---------------------------------------------------------------------------------------------
 def accept(transport: "MirroringTransport", sock: socket.socket, client: str) -> None:
     inst = transport.instance
+    epoch = transport.registry.epoch
     sock.settimeout(HANDSHAKE_TIMEOUT)
     conn = store.connect(inst.db_path)
     hello: dict = {}
@@ -73,14 +74,21 @@ def accept(transport: "MirroringTransport", sock: socket.socket, client: str) ->
             return
     finally:
         conn.close()
-    principal, peer_cert_id, algorithm = live
+    principal, peer_cert_id, algorithm, reply = live
     from .registry import LiveConnection
     key = f"accept:{hello.get('instance', '')}@{client}"
-    transport.registry.add(LiveConnection(key, sock, True, principal, peer_cert_id, algorithm))
+    # registered before the initiator hears "accept", so both sides show it when the probe returns
+    if not transport.registry.add(LiveConnection(key, sock, True, principal, peer_cert_id, algorithm), epoch):
+        return
+    try:
+        wire.send(sock, "accept", **reply)
+    except OSError:
+        transport.registry.remove(key, sock)
+        return
     transport.watch(key, sock)
 
 
-def _accept_checks(conn, sock: socket.socket, hello: dict) -> tuple[Optional[str], int, str]:
+def _accept_checks(conn, sock: socket.socket, hello: dict) -> tuple[Optional[str], int, str, dict]:
     ep = catalog.endpoint(conn)
     if ep is None or ep.state == 1:
         raise Refused(refusal(28080, "Database Mirroring", 1))
@@ -138,8 +146,7 @@ def _accept_checks(conn, sock: socket.socket, hello: dict) -> tuple[Optional[str
     if own is not None and own_key is not None:
         fields["certificate"] = own.der
         fields["signature"] = crypto.sign_challenge(own_key, _signed(nonce_i, nonce_a))
-    wire.send(sock, "accept", **fields)
-    return owner.user_name, match.certificate_id, algorithm
+    return owner.user_name, match.certificate_id, algorithm, fields
 
 
 # -- initiator ----------------------------------------------------------------------------------------------
@@ -168,6 +175,7 @@ def initiate(transport: "MirroringTransport", host: str, port: int, url: str, ro
     finally:
         conn.close()
     transport.registry.remove(url)
+    epoch = transport.registry.epoch
     try:
         # leave from the instance's own address, as a real host would
         sock = socket.create_connection((host, port), timeout=HANDSHAKE_TIMEOUT,
@@ -202,7 +210,8 @@ def initiate(transport: "MirroringTransport", host: str, port: int, url: str, ro
     algorithm = str(reply.get("algorithm") or "NONE")
     principal, peer_cert_id = _identify_acceptor(inst, reply, nonce_i)
     from .registry import LiveConnection
-    transport.registry.add(LiveConnection(url, sock, False, principal, peer_cert_id, algorithm))
+    if not transport.registry.add(LiveConnection(url, sock, False, principal, peer_cert_id, algorithm), epoch):
+        return Outcome(False, 1418, f"the local endpoint stopped while connecting to {url}")
     transport.watch(url, sock)
     return Outcome(True, None, f"Connected to {url}: certificate authentication, encryption {algorithm}.",
                    algorithm)

@@ -49,14 +49,25 @@ class Registry:
     def __init__(self):
         self._lock = threading.Lock()
         self._items: dict[str, LiveConnection] = {}
+        self.epoch = 0          # bumped by close_all: connections from before it are not taken
 
-    def add(self, conn: LiveConnection) -> None:
-        """A new connection to the same peer in the same direction replaces the old one."""
+    def add(self, conn: LiveConnection, epoch: Optional[int] = None) -> bool:
+        """Register a connection; a new one to the same peer in the same direction replaces the old one.
+
+        False (and the socket closed) when the endpoint stopped since the handshake began."""
         with self._lock:
-            old = self._items.pop(conn.key, None)
-            self._items[conn.key] = conn
+            if epoch is not None and epoch != self.epoch:
+                stale = True
+            else:
+                stale = False
+                old = self._items.pop(conn.key, None)
+                self._items[conn.key] = conn
+        if stale:
+            _close(conn.sock)
+            return False
         if old is not None:
             _close(old.sock)
+        return True
 
     def remove(self, key: str, sock: Optional[socket.socket] = None) -> None:
         with self._lock:
@@ -74,6 +85,7 @@ class Registry:
 
     def close_all(self) -> None:
         with self._lock:
+            self.epoch += 1
             items, self._items = list(self._items.values()), {}
         for c in items:
             _close(c.sock)
