@@ -40,6 +40,32 @@ def _lab(args: argparse.Namespace) -> int:
     return 2
 
 
+def _verify(args: argparse.Namespace) -> int:
+    import json
+    from . import params, verify
+    from .connect import ConnectionFailed
+    from .runbook import Run
+    from .secrets import REGISTRY, SecretError
+    try:
+        env = params.load(Path(args.params))
+    except params.ParameterError as exc:
+        print(f"mirrorkit verify: invalid parameters, nothing was checked:\n{exc}", file=sys.stderr)
+        return 2
+    run = Run("verify", env, None, "plan", "", Path("."), False)
+    try:
+        verdict = verify.evaluate(env, verify.collect(env, run.connection))
+    except (SecretError, ConnectionFailed) as exc:
+        print(f"mirrorkit verify: {REGISTRY.redact(str(exc))}", file=sys.stderr)
+        return 2
+    finally:
+        for c in run._connections.values():
+            c.close()
+    sys.stdout.write(REGISTRY.redact(verify.text_report(env, verdict)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(verify.verdict_record(env, verdict), indent=2, default=str) + "\n")
+    return 1 if verdict.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirrorkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target")
     p.add_argument("--role", default="PARTNER", choices=["PARTNER", "WITNESS"])
     p.add_argument("--state-dir", help=state_help)
+    p = sub.add_parser("verify", help="check the trust on every instance and pair (read-only); exit 1 on FAIL")
+    p.add_argument("params", help="parameter file, e.g. parameters/prod.yaml")
+    p.add_argument("--json", help="also write the verdict as JSON to this file")
     p = sub.add_parser("demo", help="start the lab and run the demo against it")
     p.add_argument("--params", default=None, help="parameter file (default: parameters/lab.yaml)")
     p.add_argument("--state-dir", help=state_help)
@@ -77,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "lab":
         return _lab(args)
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "demo":
         from .demo import DEFAULT_PARAMS, run
         from .lab import supervisor as sup

@@ -34,9 +34,7 @@ def _show_errors_plainly() -> None:
         return
 
     def handler(shell, etype, value, tb, tb_offset=None):
-        text = f"{etype.__name__}: {value}"
-        shell.write_err(REGISTRY.redact(text) + "\n")
-        return [REGISTRY.redact(text)]
+        return [REGISTRY.redact(f"{etype.__name__}: {value}")]
     ip.set_custom_exc((RunbookError, params.ParameterError, SecretError, ConnectionFailed,
                        artifacts.ArtifactError), handler)
 
@@ -359,6 +357,51 @@ class Run:
         _display_markdown(f"Exported {inst.name}'s public certificate: `{cer}` (thumbprint 0x{art.thumbprint_hex}, "
                           f"valid until {art.not_after:%Y-%m-%d %H:%M} UTC)")
         return art
+
+    # -- verify -------------------------------------------------------------------------------------
+    def verify(self):
+        """Read every instance (read-only), check instance and pair trust, show and record the verdict."""
+        from . import verify as v
+        snaps = v.collect(self.env, self.connection)
+        verdict = v.evaluate(self.env, snaps)
+        self.verdict = verdict
+        status = "FAIL" if verdict.failed else ("WARN" if verdict.warned else "PASS")
+        _display_markdown(f"## Verdict: **{status}**")
+        rows = [(f.check, f.instance, f.peer or "", f.status, f.found, f.remediation) for f in verdict.findings
+                if f.status != v.PASS]
+        _display_table("Findings (WARN and FAIL)", ["check", "instance", "peer", "status", "found", "remediation"], rows)
+        _display_table("All checks", ["check", "instance", "peer", "status", "found"],
+                       [(f.check, f.instance, f.peer or "", f.status, f.found) for f in verdict.findings])
+        header, matrix = v.matrix_rows(self.env, verdict)
+        _display_table("Trust matrix (the row instance connects to the column instance)", header,
+                       [tuple(r) for r in matrix])
+        from IPython.display import SVG, display
+        _display_markdown("**Endpoint certificate validity**")
+        display(SVG(v.expiry_svg(verdict.expiry, verdict.checked_at)))
+        for name, snap in snaps.items():
+            for key, title in (("connections", "live mirroring connections"),
+                               ("database_mirroring", "mirrored databases")):
+                cols, data = snap.tables.get(key, ([], []))
+                if data:
+                    _display_table(f"{name}: {title}", cols, data)
+            if snap.errorlog:
+                _display_table(f"{name}: handshake messages in the error log (last "
+                               f"{self.env.verify.errorlog_hours} h)", ["LogDate", "ProcessInfo", "Text"],
+                               snap.errorlog[:50])
+        record("verify", v.verdict_record(self.env, verdict),
+               f"{status}: {sum(f.status == v.FAIL for f in verdict.findings)} FAIL, "
+               f"{sum(f.status == v.WARN for f in verdict.findings)} WARN")
+        return verdict
+
+    def conclude(self) -> None:
+        """Fail the notebook when verify found a failure (a WARN alone passes, visibly)."""
+        verdict = getattr(self, "verdict", None)
+        if verdict is not None and verdict.failed:
+            fails = [f for f in verdict.findings if f.status == "FAIL"]
+            raise RunbookError(f"verify failed: {len(fails)} check(s) FAIL, first: {fails[0].check} "
+                               f"{fails[0].instance}{' ← ' + fails[0].peer if fails[0].peer else ''}: {fails[0].found}")
+        if verdict is not None and verdict.warned:
+            _display_markdown("**WARN:** see the findings above; verify passes.")
 
     def seal(self) -> dict:
         summary = {

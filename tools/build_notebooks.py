@@ -77,6 +77,19 @@ availability-group replicas full mesh):
 **Preconditions:** outbound has run on the target and on every peer (their artifacts are in `certificate_dir`).
 **Rollback:** per peer, in `master`: `REVOKE CONNECT ON ENDPOINT::[<endpoint>] FROM [<login>];
 DROP CERTIFICATE [<peer certificate>]; DROP USER [<user>]; DROP LOGIN [<login>];`.""",
+    "verify": """# MK090 — verify: is the trust in place, what breaks it, how to fix it
+
+Read-only: changes nothing on any instance. For every instance: the master key, the one DATABASE_MIRRORING
+endpoint (STARTED, certificate authentication with the intended certificate, encryption, algorithm, role and
+port as the parameters say), the endpoint certificate (private key encrypted by the master key, inside its
+validity window; WARN `verify.expiry_warning_days` before expiry). For every ordered pair the topology needs
+(initiator → acceptor): the acceptor holds the initiator's certificate, valid, owned by a user whose login is
+enabled and may CONNECT; encryption, algorithm and role compatible; the endpoint reachable over TCP. Live
+evidence: `sys.dm_db_mirroring_connections`, `sys.database_mirroring` and handshake failures in the error
+logs (`verify.errorlog_hours`).
+
+Any FAIL fails the notebook (non-zero exit under papermill); WARN alone passes, visibly. Each finding names
+its remediation: the T-SQL to run, or the notebook and target to run again.""",
     "witness": """# MK030 — witness: the witness and both partners, both ways
 
 The witness needs the certificate exchange in both directions with both partners (*Example: Setting Up
@@ -103,6 +116,11 @@ STEPS = {
 }
 
 ORDER = ["snapshot_before", "plan", "gate", "apply", "snapshot_after", "seal"]
+VERIFY_ORDER = ["verify", "seal", "conclude"]
+STEPS["verify"] = ("## Checks\n\nFindings (check, instance, peer, status, what was found, remediation), the trust "
+                   "matrix and the expiry chart; JSON records for `mirrorkit report`.", "verdict = run.verify()")
+STEPS["conclude"] = ("## Verdict\n\nRaises when any check FAILs, so that papermill and schedulers see a "
+                     "non-zero exit.", "run.conclude()")
 
 
 def build(notebook: str) -> nbformat.NotebookNode:
@@ -112,11 +130,15 @@ def build(notebook: str) -> nbformat.NotebookNode:
         "language_info": {"name": "python"},
     }
     cells = [nbformat.v4.new_markdown_cell(HEADERS[notebook])]
-    cells.append(nbformat.v4.new_code_cell(PARAMETERS.format(target="None"), metadata={"tags": ["parameters"]}))
+    parameters = PARAMETERS.format(target="None")
+    if notebook == "verify":
+        parameters = "\n".join(line for line in parameters.splitlines()
+                                if not line.startswith(("target:", "mode:", "certificate_dir:")))
+    cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
     cells.append(nbformat.v4.new_markdown_cell("## Start\n\nValidates the parameters (nothing is sent to a server "
                                                "before this passes) and records the run header."))
     cells.append(nbformat.v4.new_code_cell(START.format(notebook=notebook)))
-    for key in ORDER:
+    for key in (VERIFY_ORDER if notebook == "verify" else ORDER):
         md, code = STEPS[key]
         cells.append(nbformat.v4.new_markdown_cell(md))
         cells.append(nbformat.v4.new_code_cell(code))

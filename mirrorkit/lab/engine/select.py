@@ -407,9 +407,9 @@ class _Compiler:
             return node, "bit"
         if isinstance(node, exp.Escape) and isinstance(node.this, (exp.Like, exp.ILike)):
             like = node.this
-            return self.like(like.this, like.expression, node.expression, scopes)
+            return self.like(like.this, like.expression, node.expression, scopes, bool(like.args.get("negate")))
         if isinstance(node, (exp.Like, exp.ILike)):
-            return self.like(node.this, node.expression, None, scopes)
+            return self.like(node.this, node.expression, None, scopes, bool(node.args.get("negate")))
         if isinstance(node, exp.Is):
             node.set("this", self.expr(node.this, scopes)[0])
             return node, "bit"
@@ -451,12 +451,13 @@ class _Compiler:
             return node, "int"
         raise not_supported(f"The expression {node.sql(dialect='tsql')[:60]!r}")
 
-    def like(self, value, pattern, escape, scopes) -> tuple[exp.Expression, str]:
+    def like(self, value, pattern, escape, scopes, negate: bool = False) -> tuple[exp.Expression, str]:
         # T-SQL patterns have [a-c] and [^a-c] classes and follow the case-insensitive collation
         args = [self.expr(value, scopes)[0], self.expr(pattern, scopes)[0]]
         if escape is not None:
             args.append(self.expr(escape, scopes)[0])
-        return exp.EQ(this=exp.Anonymous(this="mk_like", expressions=args), expression=exp.Literal.number(1)), "bit"
+        return exp.EQ(this=exp.Anonymous(this="mk_like", expressions=args),
+                      expression=exp.Literal.number(0 if negate else 1)), "bit"
 
     def variable(self, node: exp.Parameter) -> tuple[exp.Expression, str]:
         inner = node.this

@@ -56,7 +56,12 @@ def accept(transport: "MirroringTransport", sock: socket.socket, client: str) ->
     hello: dict = {}
     try:
         try:
-            hello = wire.recv(sock, "hello")
+            try:
+                hello = wire.recv(sock, "hello")
+            except wire.ProtocolError:
+                # a port check (connect, then close) is not a handshake: nothing to log
+                _close(sock)
+                return
             live = _accept_checks(conn, sock, hello)
         except Refused as exc:
             inst.errorlog.write("Logon", f"Error: {exc.refusal.number}, Severity: 10, State: 1.")
