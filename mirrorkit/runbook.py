@@ -99,6 +99,26 @@ class Run:
             self._states[key] = inspect.read_state(self.connection(instance))
         return self._states[key]
 
+    # -- by hand: pick the instance ----------------------------------------------------------------------
+    def pick_target(self) -> None:
+        """Show a drop-down of the instances; the cells below use the choice when they run."""
+        import ipywidgets as w
+        from IPython.display import display
+        self._picker = w.Dropdown(options=[(f"{i.name} ({i.role}, {i.server})", i.name) for i in self.env.instances],
+                                  value=None, description="instance", layout=w.Layout(width="auto"))
+        display(self._picker)
+        _display_markdown("Pick the instance, then run the cells below (*Run Selected Cell and All Below*).")
+
+    def _require_target(self) -> params.Instance:
+        if self.target is None:
+            picker = getattr(self, "_picker", None)
+            if picker is None or picker.value is None:
+                raise RunbookError("pick the instance in the drop-down of the Start cell, then run the cells below "
+                                   "again (or set target in the parameters cell)")
+            self.target = self.env.instance(picker.value)
+            record("target_picked", {"target": self.target.name, "operator": getpass.getuser()}, self.target.name)
+        return self.target
+
     # -- cells ---------------------------------------------------------------------------------------
     def header(self) -> None:
         info = {
@@ -114,6 +134,8 @@ class Run:
         record("run_header", info, f"{self.notebook} {info['target'] or ''} mode={self.mode}")
 
     def instances_in_scope(self) -> list[params.Instance]:
+        if self.notebook in ("outbound", "inbound"):
+            self._require_target()
         if self.notebook == "witness":
             return [self.target] + [p for p in self.env.partners]
         if self.notebook == "verify":
@@ -189,6 +211,8 @@ class Run:
 
     def plan(self) -> list[planning.Plan]:
         self.notes = []
+        if self.notebook in ("outbound", "inbound"):
+            self._require_target()
         now = utcnow()
         plans: list[planning.Plan] = []
         if self.notebook == "outbound":
@@ -464,11 +488,14 @@ def start(notebook: str, values: dict[str, Any]) -> Run:
             raise RunbookError(f"target {target.name!r} is a {target.role}; the witness notebook's target is the "
                                f"witness ({env.witness.name})")
     elif notebook in ("outbound", "inbound"):
-        if not target_name:
+        if target_name:
+            target = env.instance(target_name)
+        elif not interactive:
             raise RunbookError("set target to the instance to configure, one of: " +
                                ", ".join(repr(i.name) for i in env.instances))
-        target = env.instance(target_name)
     certificate_dir = Path(values.get("certificate_dir") or Path("runs") / env.environment / "certificates")
     run = Run(notebook, env, target, mode, str(values.get("change_id") or ""), certificate_dir, bool(interactive))
+    if target is None and notebook in ("outbound", "inbound"):
+        run.pick_target()
     run.header()
     return run

@@ -59,10 +59,16 @@ _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class ServerFileSystem:
-    def __init__(self, root: Path, default_dir: str = "/var/opt/mssql/data"):
+    def __init__(self, root: Path, default_dir: str = "/var/opt/mssql/data", shared_unc: Path | None = None):
         os.makedirs(root, exist_ok=True)
         # realpath once, so a symlinked state directory is fine; below root nothing is followed.
         self.root = Path(os.path.realpath(root))
+        # UNC paths (\\host\share\…) reach one directory shared by every instance of a lab, as a
+        # file server would; without it they stay inside this instance's root.
+        self.shared_unc = None
+        if shared_unc is not None:
+            os.makedirs(shared_unc, exist_ok=True)
+            self.shared_unc = Path(os.path.realpath(shared_unc))
         self.default_dir = default_dir
         mapped = self._absolute_parts(default_dir) if default_dir else None
         if mapped is None:
@@ -134,14 +140,21 @@ class ServerFileSystem:
             mapped = self._normalise(path, base, _SEPARATORS.split(path)), len(base)
         return mapped
 
+    def _anchor(self, parts: list[str]) -> tuple[Path, list[str]]:
+        """The directory a mapped path hangs from, and its components below it."""
+        if self.shared_unc is not None and parts and parts[0] == "UNC":
+            return self.shared_unc, parts[1:]
+        return self.root, parts
+
     def resolve(self, path: str) -> Path:
         """The host path for a server path (inside root), or PathNotAllowed."""
         parts, _base = self._parts(path)
-        target = self.root.joinpath(*parts)
+        root, parts = self._anchor(parts)
+        target = root.joinpath(*parts)
         # Belt and braces: the construction above cannot leave root.
-        if os.path.commonpath([self.root, target]) != str(self.root):
+        if os.path.commonpath([root, target]) != str(root):
             raise self._refuse(path, "it leaves the instance's file system")
-        current = self.root
+        current = root
         for comp in parts:                                # refuse any existing symlink on the way
             current = current / comp
             try:
@@ -160,7 +173,8 @@ class ServerFileSystem:
 
     def _open_parent(self, path: str, parts: list[str], create: bool) -> int:
         """An O_NOFOLLOW descriptor of the directory holding parts[-1]; caller closes it."""
-        fd = os.open(self.root, _NOFOLLOW_DIR)
+        root, parts = self._anchor(parts)
+        fd = os.open(root, _NOFOLLOW_DIR)
         try:
             for comp in parts[:-1]:
                 if create:

@@ -343,3 +343,19 @@ def test_concurrent_writers_one_wins(tmp_path):
     assert content == content[:len(content) // 1000] * 1000  # one writer's complete data
     assert os.listdir(sfs.root / "C") == ["race.cer"]
     time.sleep(0)
+
+
+def test_unc_paths_reach_the_share_common_to_a_labs_instances(tmp_path):
+    shared = tmp_path / "unc"
+    a = ServerFileSystem(tmp_path / "a", shared_unc=shared)
+    b = ServerFileSystem(tmp_path / "b", shared_unc=shared)
+    a.write_new(r"\\fileserver\certs\A.cer", b"public")
+    assert b.read_bytes("//fileserver/certs/A.cer") == b"public"
+    assert a.resolve(r"\\fileserver\certs\A.cer") == shared.resolve() / "fileserver" / "certs" / "A.cer"
+    with pytest.raises(FileExists):
+        b.write_new(r"\\fileserver\certs\A.cer", b"other")
+    with pytest.raises(PathNotAllowed):
+        a.resolve(r"\\fileserver\certs\..\..\..\escape")
+    # drive paths stay private to each instance
+    a.write_new(r"C:\x.cer", b"a")
+    assert not b.exists(r"C:\x.cer")

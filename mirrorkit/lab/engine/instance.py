@@ -40,7 +40,8 @@ class LabInstance:
         self.host = host
         self.port = port
         self.db_path = self.home / "instance.db"
-        self.fs = ServerFileSystem(self.home / "fs")
+        # UNC paths reach a share common to the lab's instances (<state>/unc), like a file server
+        self.fs = ServerFileSystem(self.home / "fs", shared_unc=self.home.parent.parent / "unc")
         self.errorlog = ErrorLog(self.fs.resolve(LOG_PATH))
         self.sessions: dict[int, Session] = {}
         self.lock = threading.Lock()
