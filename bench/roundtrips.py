@@ -187,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     print("-" * len(head))
     for name, r in results.items():
+        srv = f"{r['server_cpu_s']:.2f}" if r.get("server_cpu_s") is not None else "-"
+        per_cpu = f"{r['per_server_cpu_second']:.0f}" if r.get("per_server_cpu_second") else "-"
         print(f"{name:<14}{r['queries']:>9}{r['per_second']:>10.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}"
-              f"{r.get('server_cpu_s', float('nan')):>11.2f}{(r.get('per_server_cpu_second') or float('nan')):>15.0f}")
+              f"{srv:>11}{per_cpu:>15}")
     if args.json:
         args.json.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")

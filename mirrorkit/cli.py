@@ -93,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target")
     p.add_argument("--role", default="PARTNER", choices=["PARTNER", "WITNESS"])
     p.add_argument("--state-dir", help=state_help)
+    p = sub.add_parser("run", help="execute the runbook with papermill and seal the run folder")
+    p.add_argument("params", help="parameter file, e.g. parameters/lab.yaml")
+    p.add_argument("--mode", default="plan", choices=["plan", "apply"])
+    p.add_argument("--only", choices=["outbound", "inbound", "witness", "verify"])
+    p.add_argument("--target", help="only the steps for this instance")
+    p.add_argument("--jobs", type=int, default=1, help="notebooks of one stage run in parallel (default 1)")
+    p.add_argument("--out", help="folder for run folders (default runs/<environment>)")
+    p.add_argument("--change-id", help="change ticket; appended to the run folder name and recorded")
+    p.add_argument("--cell-timeout", type=int, default=600, help="seconds per cell (default 600)")
+    p = sub.add_parser("report", help="summarise a run folder; --check verifies the sealed hashes")
+    p.add_argument("run_dir")
+    p.add_argument("--check", action="store_true", help="exit 1 when a file changed after sealing")
     p = sub.add_parser("verify", help="check the trust on every instance and pair (read-only); exit 1 on FAIL")
     p.add_argument("params", help="parameter file, e.g. parameters/prod.yaml")
     p.add_argument("--json", help="also write the verdict as JSON to this file")
@@ -108,6 +120,28 @@ def main(argv: list[str] | None = None) -> int:
         return _lab(args)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "run":
+        from .runner import run
+        outcome = run(Path(args.params), mode=args.mode, only=args.only, target=args.target, jobs=args.jobs,
+                      out=Path(args.out) if args.out else None, change_id=args.change_id,
+                      cell_timeout=args.cell_timeout)
+        if outcome.run_dir is None:
+            print(f"mirrorkit run: {outcome.message}", file=sys.stderr)
+        return outcome.exit_code
+    if args.command == "report":
+        from .report import ReportError, check, summary
+        try:
+            sys.stdout.write(summary(Path(args.run_dir)))
+            if args.check:
+                problems = check(Path(args.run_dir))
+                for p in problems:
+                    print(f"CHECK FAILED: {p}")
+                print("check: intact" if not problems else f"check: {len(problems)} problem(s)")
+                return 1 if problems else 0
+        except ReportError as exc:
+            print(f"mirrorkit report: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "demo":
         from .demo import DEFAULT_PARAMS, run
         from .lab import supervisor as sup

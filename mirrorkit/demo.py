@@ -1,33 +1,31 @@
-"""`mirrorkit demo`: start the lab from parameters/lab.yaml and show it answering
-through the real client stack (pyodbc + FreeTDS). The runbook demo (plan, apply,
-verify) replaces the second half once the notebooks exist."""
+"""`mirrorkit demo`: start the lab from parameters/lab.yaml, run the runbook against it —
+plan, apply (outbound, inbound, witness, verify) — and print the summary and where the
+records are."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 from .lab import supervisor
-from .lab.config import load_instances
 
 DEFAULT_PARAMS = Path(__file__).resolve().parent.parent / "parameters" / "lab.yaml"
 
 
-def run(params: Path = DEFAULT_PARAMS, state_dir: Path | None = None, out=sys.stdout) -> int:
-    import pyodbc
+def run(params: Path = DEFAULT_PARAMS, state_dir: Path | None = None, out=sys.stdout, jobs: int = 2) -> int:
+    from . import report, runner
     state = state_dir or supervisor.state_dir_from(None)
     supervisor.up(params, state, out=out)
-    password = supervisor.sa_password(state)
     print("", file=out)
-    for spec in load_instances(params):
-        cs = (f"DRIVER={{FreeTDS}};SERVER={spec.host};PORT={spec.port};UID=sa;"
-              f"PWD={{{password.replace('}', '}}')}}};DATABASE=master;TDS_Version=7.4;")
-        with pyodbc.connect(cs, autocommit=True, timeout=10) as cn:
-            name, version = cn.cursor().execute(
-                "SELECT @@SERVERNAME, CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(30))").fetchone()
-            endpoints = cn.cursor().execute(
-                "SELECT COUNT(*) FROM sys.database_mirroring_endpoints").fetchone()[0]
-        print(f"{name} answers at {spec.server} via pyodbc + FreeTDS (SQL Server {version}, "
-              f"{endpoints} mirroring endpoint(s))", file=out)
-    print(f"\nThe lab keeps running; state in {state}, sa password in {supervisor.password_file(state)}.\n"
-          "Stop it with: mirrorkit lab down", file=out)
-    return 0
+    plan = runner.run(params, mode="plan", jobs=jobs, log=lambda s: print(s, file=out, flush=True))
+    if plan.exit_code != runner.OK:
+        print(f"\nmirrorkit demo: the plan run failed ({plan.status}); see {plan.run_dir}", file=out)
+        return plan.exit_code
+    print("", file=out)
+    applied = runner.run(params, mode="apply", jobs=jobs, log=lambda s: print(s, file=out, flush=True))
+    if applied.run_dir is not None:
+        print("", file=out)
+        out.write(report.summary(applied.run_dir))
+    print(f"\nRecords: {plan.run_dir} (plan) and {applied.run_dir} (apply), each with the executed notebooks, "
+          "their HTML, the certificate artifacts and manifest.json.\n"
+          f"The lab keeps running (state in {state}); stop it with: mirrorkit lab down", file=out)
+    return applied.exit_code

@@ -137,11 +137,13 @@ def build(notebook: str) -> nbformat.NotebookNode:
     cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
     cells.append(nbformat.v4.new_markdown_cell("## Start\n\nValidates the parameters (nothing is sent to a server "
                                                "before this passes) and records the run header."))
-    cells.append(nbformat.v4.new_code_cell(START.format(notebook=notebook)))
+    # the code cells are one-line calls into the kit: the HTML record hides them and shows their output
+    plumbing = {"tags": ["hide-input"]}
+    cells.append(nbformat.v4.new_code_cell(START.format(notebook=notebook), metadata=dict(plumbing)))
     for key in (VERIFY_ORDER if notebook == "verify" else ORDER):
         md, code = STEPS[key]
         cells.append(nbformat.v4.new_markdown_cell(md))
-        cells.append(nbformat.v4.new_code_cell(code))
+        cells.append(nbformat.v4.new_code_cell(code, metadata={"tags": ["hide-input"]}))
     for i, cell in enumerate(cells):
         cell["id"] = f"{notebook}-{i:02d}"
     nb.cells = cells

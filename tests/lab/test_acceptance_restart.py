@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,11 @@ import pyodbc
 import pytest
 
 from mirrorkit.lab import supervisor
-from tests.conftest import SA_PASSWORD, odbc_string
+try:
+    from tests.conftest import SA_PASSWORD, odbc_string
+except ImportError:       # bare `pytest`: the project root is not on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.conftest import SA_PASSWORD, odbc_string
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -255,7 +258,8 @@ def test_lab_up_sigkill_mid_way_and_up_again(process_lab):
     cn_b = connect(b_host)
     cur = cn_b.cursor()
     # every acknowledged change is there (at most the one in flight may be there too)
-    logins = {r[0] for r in cur.execute("SELECT name FROM sys.server_principals WHERE name LIKE 'kill!_test!_%' ESCAPE '!'")}
+    logins = {r[0] for r in cur.execute("SELECT name FROM sys.server_principals "
+                                        "WHERE name LIKE 'kill!_test!_%' ESCAPE '!'")}
     assert set(acknowledged) <= logins
     assert len(logins - set(acknowledged)) <= 1
     # an acknowledged login can log in with its password

@@ -11,14 +11,20 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pymssql
 import pyodbc
 import pytds
 import pytest
 
-from tests.conftest import SA_PASSWORD
+try:
+    from tests.conftest import SA_PASSWORD
+except ImportError:       # bare `pytest`: the project root is not on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.conftest import SA_PASSWORD
 
 CATALOG_QUERY = "SELECT name FROM sys.databases ORDER BY name"
 SYSTEM_DATABASES = [("master",), ("model",), ("msdb",), ("tempdb",)]

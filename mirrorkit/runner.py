@@ -1,0 +1,365 @@
+"""`mirrorkit run`: the runbook as a sealed change record.
+
+Stages run in the documented order — outbound on every instance, inbound on every
+partner or replica, witness, verify — with independent notebooks of a stage in
+parallel (--jobs), stopping at the first failure. Each executed notebook gets the
+true outcome stamped into its metadata (papermill leaves a cell timeout or a dead
+kernel looking successful), an HTML export, and a line in manifest.json with the
+sha256 of every file. Before sealing, every file is scanned for every secret the
+run resolved.
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import __version__, params
+from .secrets import REGISTRY, SecretError, resolve, scan
+
+OK, INVALID_PARAMETERS, STEP_FAILED, SECRET_FOUND, STEP_TIMED_OUT, KERNEL_DIED = 0, 2, 1, 3, 4, 5
+EXIT_CODES = {"ok": OK, "failed": STEP_FAILED, "invalid_parameters": INVALID_PARAMETERS,
+              "secret_found": SECRET_FOUND, "timed_out": STEP_TIMED_OUT, "kernel_died": KERNEL_DIED}
+STEPS = ("outbound", "inbound", "witness", "verify")
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+DEFAULT_CELL_TIMEOUT = 600
+
+
+@dataclass
+class StepSpec:
+    index: int
+    notebook: str
+    target: Optional[str]
+    stage: int
+
+    @property
+    def stem(self) -> str:
+        from .artifacts import file_stem
+        return f"{self.index:02d}-{self.notebook}" + (f"-{file_stem(self.target)}" if self.target else "")
+
+
+@dataclass
+class StepResult:
+    spec: StepSpec
+    status: str = "pending"          # ok | failed | timed_out | kernel_died | runner_error | skipped
+    exit_code: Optional[int] = None
+    started: Optional[str] = None
+    ended: Optional[str] = None
+    duration: Optional[float] = None
+    error: Optional[str] = None
+    failure: Optional[dict] = None
+
+
+def utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def utc_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def plan_steps(env: params.Environment, only: Optional[str] = None, target: Optional[str] = None,
+               mode: str = "apply") -> list[StepSpec]:
+    """The ordered steps; stage numbers group the steps that may run in parallel."""
+    steps: list[StepSpec] = []
+
+    def add(notebook: str, tgt: Optional[str], stage: int) -> None:
+        if only and notebook != only:
+            return
+        if target and tgt and tgt.lower() != target.lower():
+            return
+        steps.append(StepSpec(len(steps) + 1, notebook, tgt, stage))
+    for inst in env.instances:
+        add("outbound", inst.name, 1)
+    for inst in env.instances:
+        if inst.role in ("partner", "replica"):
+            add("inbound", inst.name, 2)
+    if env.witness is not None:
+        add("witness", env.witness.name, 3)
+    if mode == "apply" or only == "verify":
+        add("verify", None, 4)
+    return steps
+
+
+def resolve_all(env: params.Environment) -> list[str]:
+    """Resolve every secret reference once, before anything runs: a missing one stops the run
+    (exit 2), and the values are what the seal scans for. Returns the labels resolved."""
+    labels = []
+    refs = []
+    for inst in env.instances:
+        c = inst.connection
+        if c.authentication == "sql" and c.password is not None:
+            refs.append((c.password.raw, f"{inst.name}: connection.password"))
+    if env.secrets.master_key_password is not None:
+        refs.append((env.secrets.master_key_password.raw, "secrets.master_key_password"))
+    backup = env.certificate.private_key_backup
+    if backup is not None:
+        refs.append((backup.password.raw, "certificate.private_key_backup.password"))
+    seen = set()
+    for raw, label in refs:
+        if raw in seen:
+            continue
+        seen.add(raw)
+        resolve(raw, label, interactive=False)
+        labels.append(label)
+    return labels
+
+
+def notebook_values(path: Path) -> dict:
+    """The parameter file's top-level values as papermill would pass them."""
+    import yaml
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    return {k: data[k] for k in params.NOTEBOOK_PARAMETERS if k in data}
+
+
+# -- executing one notebook ---------------------------------------------------------------------------
+_KERNEL_START_LOCK = threading.Lock()
+
+
+def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, log: Callable[[str], None]) -> StepResult:
+    import nbformat
+    import papermill as pm
+    result = StepResult(spec)
+    out = run_dir / f"{spec.stem}.ipynb"
+    source = NOTEBOOK_DIR / f"{spec.notebook}.ipynb"
+    p = dict(parameters)
+    if spec.notebook == "verify":
+        for key in ("target", "mode", "certificate_dir"):   # verify has none of these
+            p.pop(key, None)
+    elif spec.target:
+        p["target"] = spec.target
+    start = time.monotonic()
+    result.started = utc_iso()
+    error: Optional[BaseException] = None
+    for attempt in range(3):
+        try:
+            # kernel start-up races on ports when several start at once (papermill#511)
+            with _KERNEL_START_LOCK:
+                time.sleep(0.05 * attempt)
+            pm.execute_notebook(str(source), str(out), parameters=p, kernel_name="python3", progress_bar=False,
+                                log_output=False, request_save_on_cell_execute=True,
+                                execution_timeout=cell_timeout, start_timeout=120, cwd=str(Path.cwd()))
+            error = None
+            break
+        except Exception as exc:  # classified below
+            error = exc
+            if "Address already in use" in str(exc) or "Kernel didn't respond" in str(exc):
+                log(f"  {spec.stem}: kernel start failed ({exc.__class__.__name__}), retrying")
+                continue
+            break
+    result.duration = round(time.monotonic() - start, 3)
+    result.ended = utc_iso()
+    result.status, result.exit_code, result.error = classify(error)
+    if error is not None and hasattr(error, "ename"):
+        result.failure = {"cell_index": getattr(error, "cell_index", None), "ename": error.ename,
+                          "evalue": REGISTRY.redact(str(error.evalue))[:2000]}
+    if out.exists():
+        nb = nbformat.read(str(out), as_version=4)
+        if result.status == "ok" and not _has_seal(nb):
+            result.status, result.exit_code, result.error = "failed", STEP_FAILED, "the notebook has no seal record"
+        stamp(nb, spec, result)
+        nbformat.write(nb, str(out))
+    elif result.status == "ok":
+        result.status, result.exit_code, result.error = "runner_error", STEP_FAILED, "no output notebook"
+    return result
+
+
+def classify(error: Optional[BaseException]) -> tuple[str, int, Optional[str]]:
+    if error is None:
+        return "ok", OK, None
+    name = error.__class__.__name__
+    text = REGISTRY.redact(str(error))[:2000]
+    if name == "CellTimeoutError" or "CellTimeoutError" in text:
+        return "timed_out", STEP_TIMED_OUT, text
+    if name == "DeadKernelError" or "Kernel died" in text or "DeadKernelError" in text:
+        return "kernel_died", KERNEL_DIED, text
+    if name == "PapermillExecutionError":
+        return "failed", STEP_FAILED, text
+    return "runner_error", STEP_FAILED, f"{name}: {text}"
+
+
+def _has_seal(nb) -> bool:
+    from .records import MIME
+    return any(MIME in o.get("data", {}) and o["data"][MIME].get("name") == "seal"
+               for c in nb.cells for o in c.get("outputs", []))
+
+
+def stamp(nb, spec: StepSpec, result: StepResult) -> None:
+    """The true outcome in the notebook's metadata, and a visible banner when papermill left none."""
+    import nbformat
+    nb.metadata["mirrorkit"] = {
+        "schema_version": 1, "notebook": spec.notebook, "target": spec.target, "status": result.status,
+        "exit_code": result.exit_code, "started": result.started, "ended": result.ended,
+        "duration_s": result.duration, "failure": result.failure, "error": result.error, "kit_version": __version__,
+    }
+    if result.status in ("timed_out", "kernel_died", "runner_error"):
+        nb.cells = [c for c in nb.cells if "mirrorkit-outcome" not in c.get("metadata", {}).get("tags", [])]
+        words = {"timed_out": "a cell timed out", "kernel_died": "the kernel died",
+                 "runner_error": "the runner could not execute it"}[result.status]
+        banner = nbformat.v4.new_markdown_cell(
+            f'<span style="color:red; font-size:1.4em">**This step did not complete: {words}.**</span>\n\n'
+            f"Status `{result.status}`, exit code {result.exit_code}. {result.error or ''}",
+            metadata={"tags": ["mirrorkit-outcome"]})
+        banner["id"] = "mirrorkit-outcome"
+        nb.cells.insert(0, banner)
+
+
+def export_html(ipynb: Path) -> Path:
+    """HTML for the change record: T-SQL and results shown, plumbing inputs hidden."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+    nb = nbformat.read(str(ipynb), as_version=4)
+    exporter = HTMLExporter()
+    tags = TagRemovePreprocessor(remove_input_tags={"hide-input"}, enabled=True)
+    exporter.register_preprocessor(tags, enabled=True)
+    body, _ = exporter.from_notebook_node(nb)
+    out = ipynb.with_suffix(".html")
+    out.write_text(REGISTRY.redact(body), encoding="utf-8")
+    return out
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# -- the run ------------------------------------------------------------------------------------------
+@dataclass
+class RunOutcome:
+    exit_code: int
+    status: str
+    run_dir: Optional[Path]
+    results: list[StepResult] = field(default_factory=list)
+    message: str = ""
+
+
+def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, target: Optional[str] = None,
+        jobs: int = 1, out: Optional[Path] = None, change_id: Optional[str] = None,
+        cell_timeout: int = DEFAULT_CELL_TIMEOUT, certificate_dir: Optional[Path] = None,
+        log: Callable[[str], None] = lambda s: print(s, flush=True)) -> RunOutcome:
+    try:
+        env = params.load(params_path)
+    except params.ParameterError as exc:
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=str(exc))
+    if mode not in ("plan", "apply"):
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=f"--mode {mode}: plan or apply")
+    if only and only not in STEPS:
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None,
+                          message=f"--only {only}: one of {', '.join(STEPS)}")
+    if target:
+        try:
+            target = env.instance(target).name
+        except params.ParameterError as exc:
+            return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=str(exc))
+    if change_id is not None and (not change_id or any(c in change_id for c in "/\\\0") or change_id in (".", "..")):
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None,
+                          message=f"--change-id {change_id!r}: letters, digits and - _ . only")
+    try:
+        resolve_all(env)
+    except SecretError as exc:
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=str(exc))
+    steps = plan_steps(env, only, target, mode)
+    if not steps:
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message="no step matches --only/--target")
+    base = Path(out) if out else Path("runs") / env.environment
+    run_dir = base / (utc_stamp() + (f"_{change_id}" if change_id else ""))
+    run_dir.mkdir(parents=True, exist_ok=False)
+    cert_dir = Path(certificate_dir) if certificate_dir else Path("runs") / env.environment / "certificates"
+    parameters = {**notebook_values(params_path), "mode": mode, "change_id": change_id or "",
+                  "certificate_dir": str(cert_dir), "interactive": False}
+    started = utc_iso()
+    log(f"mirrorkit run {env.environment} mode={mode}: {len(steps)} step(s) → {run_dir}")
+    results: list[StepResult] = []
+    failed: Optional[StepResult] = None
+    for stage in sorted({s.stage for s in steps}):
+        batch = [s for s in steps if s.stage == stage]
+        t0 = time.monotonic()
+        for s in batch:
+            log(f"  [{s.index}/{len(steps)}] {s.notebook} {s.target or ''} …")
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(batch)))) as pool:
+            futures = [pool.submit(execute, s, run_dir, parameters, cell_timeout, log) for s in batch]
+            stage_results = [f.result() for f in futures]
+        for r in stage_results:
+            results.append(r)
+            log(f"  [{r.spec.index}/{len(steps)}] {r.spec.notebook} {r.spec.target or ''}: {r.status} "
+                f"({r.duration:.1f} s)" + (f" — {r.error.splitlines()[0][:200]}" if r.error else ""))
+            if r.status != "ok" and failed is None:
+                failed = r
+        log(f"  stage {stage} done in {time.monotonic() - t0:.1f} s")
+        if failed is not None:
+            break
+    for s in steps:
+        if not any(r.spec is s for r in results):
+            results.append(StepResult(s, status="skipped"))
+    for r in results:
+        ipynb = run_dir / f"{r.spec.stem}.ipynb"
+        if ipynb.exists():
+            try:
+                export_html(ipynb)
+            except Exception as exc:   # an export failure must not hide the run's outcome
+                log(f"  HTML export of {ipynb.name} failed: {exc}")
+    _copy_artifacts(cert_dir, run_dir / "certificates")
+    status = failed.status if failed else "ok"
+    exit_code = failed.exit_code if failed else OK
+    leaks = scan(p for p in run_dir.rglob("*") if p.is_file())
+    if leaks:
+        status, exit_code = "secret_found", SECRET_FOUND
+    manifest = write_manifest(run_dir, env, params_path, mode, change_id, started, status, exit_code, results, leaks)
+    for p in sorted(run_dir.rglob("*")):
+        if p.is_file():
+            p.chmod(0o444)
+    message = (f"secret value found in: {', '.join(str(p.relative_to(run_dir)) for p in leaks)} — the run is not "
+               "sealed; the files are kept for inspection" if leaks else
+               f"{'ok' if exit_code == OK else status}: {run_dir}")
+    log(f"mirrorkit run: {message}")
+    return RunOutcome(exit_code, status, run_dir, results, message)
+
+
+def _copy_artifacts(src: Path, dst: Path) -> None:
+    if not src.is_dir():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        if f.suffix in (".cer", ".json") and f.is_file():
+            shutil.copy2(f, dst / f.name)
+
+
+def write_manifest(run_dir: Path, env: params.Environment, params_path: Path, mode: str, change_id: Optional[str],
+                   started: str, status: str, exit_code: int, results: list[StepResult], leaks: list[Path]) -> dict:
+    files = {}
+    for p in sorted(run_dir.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            files[str(p.relative_to(run_dir))] = sha256(p)
+    manifest = {
+        "schema_version": 1, "kit_version": __version__, "environment": env.environment, "mode": mode,
+        "change_id": change_id, "operator": getpass.getuser(), "host": socket.gethostname(),
+        "parameter_file": str(params_path), "parameter_file_sha256": sha256(Path(params_path)),
+        "parameter_digest": env.digest(), "started": started, "ended": utc_iso(), "status": status,
+        "exit_code": exit_code, "sealed": not leaks,
+        "steps": [{"index": r.spec.index, "notebook": r.spec.notebook, "target": r.spec.target,
+                   "stage": r.spec.stage, "status": r.status, "exit_code": r.exit_code, "started": r.started,
+                   "ended": r.ended, "duration_s": r.duration, "failure": r.failure, "error": r.error,
+                   "notebook_file": f"{r.spec.stem}.ipynb" if (run_dir / f"{r.spec.stem}.ipynb").exists() else None,
+                   "html_file": f"{r.spec.stem}.html" if (run_dir / f"{r.spec.stem}.html").exists() else None}
+                  for r in sorted(results, key=lambda r: r.spec.index)],
+        "files": files,
+        "secret_found_in": [str(p.relative_to(run_dir)) for p in leaks],
+    }
+    (run_dir / "manifest.json").write_text(REGISTRY.redact(json.dumps(manifest, indent=2)) + "\n", encoding="utf-8")
+    return manifest
