@@ -14,7 +14,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:
 	@echo "make demo   - install what is missing, start the lab, run the demo"
 	@echo "make test   - install what is missing, run the full test suite"
-	@echo "make lab    - start the lab (parameters/lab.yaml); 'make lab-down' stops it"
+	@echo "make lab    - start the lab and open the notebooks in JupyterLab; 'make lab-down' stops the lab"
 	@echo "make bench  - run the benchmarks in bench/"
 
 system-packages:
@@ -42,6 +42,7 @@ demo: setup
 
 lab: setup
 	$(PY) -m mirrorkit lab up parameters/lab.yaml
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. --no-browser $(shell [ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
 lab-down: setup
 	$(PY) -m mirrorkit lab down
@@ -51,6 +52,8 @@ lab-status: setup
 
 bench: setup
 	$(PY) bench/roundtrips.py
+	@[ ! -f bench/runbook.py ] || $(PY) bench/runbook.py
+	@[ ! -f bench/verify_scaling.py ] || $(PY) bench/verify_scaling.py
 
 clean:
 	rm -rf $(VENV) .mirrorkit-lab build *.egg-info
