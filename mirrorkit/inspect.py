@@ -192,13 +192,3 @@ def certencoded(conn, certificate_name: str) -> Optional[bytes]:
     row = cur.fetchone()
     cur.close()
     return bytes(row[0]) if row and row[0] is not None else None
-
-
-def endpoint_certificate_der(conn) -> Optional[bytes]:
-    """The DER of the certificate the DATABASE_MIRRORING endpoint authenticates with."""
-    cur = conn.cursor()
-    cur.execute("SELECT CERTENCODED(e.certificate_id) FROM master.sys.database_mirroring_endpoints AS e "
-                "WHERE e.certificate_id <> 0")
-    row = cur.fetchone()
-    cur.close()
-    return bytes(row[0]) if row and row[0] is not None else None

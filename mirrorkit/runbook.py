@@ -196,17 +196,19 @@ class Run:
 
     def _check_against_live_peer(self, peer: params.Instance, art: artifacts.CertificateArtifact) -> Optional[str]:
         try:
-            der = inspect.endpoint_certificate_der(self.connection(peer))
+            # the certificate the parameters name (during a rotation it is not yet the endpoint's)
+            der = inspect.certencoded(self.connection(peer), self.env.certificate_name(peer))
         except (ConnectionFailed, SecretError) as exc:
             self.notes.append(f"{peer.name} was not reachable to confirm its certificate thumbprint; using the "
                               f"artifact 0x{art.thumbprint_hex} ({exc.__class__.__name__})")
             return None
         if der is None:
-            return f"{peer.name} has no endpoint certificate in use; run outbound on {peer.name}"
+            return (f"{peer.name} has no certificate {self.env.certificate_name(peer)}; run outbound on {peer.name}")
         live = artifacts.describe(peer.name, art.certificate_name, der)
         if live.thumbprint != art.thumbprint:
-            return (f"the artifact for {peer.name} (thumbprint 0x{art.thumbprint_hex}) is stale: its endpoint now "
-                    f"authenticates with 0x{live.thumbprint_hex}; run outbound on {peer.name} again")
+            return (f"the artifact for {peer.name} (thumbprint 0x{art.thumbprint_hex}) is stale: "
+                    f"{self.env.certificate_name(peer)} on {peer.name} is 0x{live.thumbprint_hex}; run outbound on "
+                    f"{peer.name} again")
         return None
 
     def plan(self) -> list[planning.Plan]:
@@ -359,12 +361,12 @@ class Run:
         self.state(inst, refresh=True)
 
     def export_certificate(self, inst: params.Instance) -> Optional[artifacts.CertificateArtifact]:
-        state = self.state(inst, refresh=True)
-        if state.endpoint is None or not state.endpoint.certificate_id:
+        """Export the public part of the certificate the parameters name for this instance."""
+        name = self.env.certificate_name(inst)
+        der = inspect.certencoded(self.connection(inst), name)
+        if der is None:
             return None
-        cert = state.certificate_by_id(state.endpoint.certificate_id)
-        der = inspect.endpoint_certificate_der(self.connection(inst))
-        art = artifacts.describe(inst.name, cert.name if cert else self.env.certificate_name(inst), der)
+        art = artifacts.describe(inst.name, name, der)
         cer, meta = artifacts.export(self.certificate_dir, art)
         if self.env.certificate.transfer == "file":
             path = planning.server_path(self.env.certificate.file_share, artifacts.file_stem(inst.name) + ".cer")
