@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from . import __version__, artifacts, inspect, params, plan as planning, tsql
 from .connect import ConnectionFailed, Target, connect

@@ -13,10 +13,8 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
-import os
 import shutil
 import socket
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -320,7 +318,7 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
     leaks = scan(p for p in run_dir.rglob("*") if p.is_file())
     if leaks:
         status, exit_code = "secret_found", SECRET_FOUND
-    manifest = write_manifest(run_dir, env, params_path, mode, change_id, started, status, exit_code, results, leaks)
+    write_manifest(run_dir, env, params_path, mode, change_id, started, status, exit_code, results, leaks)
     for p in sorted(run_dir.rglob("*")):
         if p.is_file():
             p.chmod(0o444)

@@ -15,7 +15,7 @@ import hashlib
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Optional
 
 from . import params, tsql
 from .inspect import jsonable, query

@@ -69,7 +69,7 @@ class LabInstance:
         log = self.errorlog.write
         log("Server", self.version_string.replace("\n\t", " ").replace("\n", " "))
         log("Server", f"Server process ID is {os.getpid()}.")
-        log("Server", f"The service account is 'mirrorkit-lab'. This is an informational message only.")
+        log("Server", "The service account is 'mirrorkit-lab'. This is an informational message only.")
         log("Server", f"Server name is '{self.name}'. This is an informational message only.")
         log("Server", f"Server is listening on [ {self.host} <ipv4> {self.port}].")
         log("spid8s", "SQL Server is now ready for client connections. This is an informational message; "

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 from . import statements as st
 from .errors import SqlError, not_supported, syntax_error
-from .lexer import BINARY, EOF, IDENT, NUMBER, OP, QIDENT, STRING, SYSVAR, VAR, Token, tokenize
+from .lexer import BINARY, EOF, IDENT, NUMBER, QIDENT, STRING, VAR, Token, tokenize
 
 # Keywords that begin a statement; at parenthesis depth 0 they end the previous one.
 STATEMENT_START = frozenset("""

@@ -5,7 +5,6 @@ arguments bind by position or by name, with SQL Server's errors 201 and 8144.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -129,30 +128,12 @@ def _nested_batch(session: "Session", sql: str, declared: list, events: list[Eve
         session.variables = saved
 
 
-_DECL_RE = re.compile(r"\s*(@[\w@#$]+)\s+(?:AS\s+)?([\w]+(?:\s*\([^)]*\))?)\s*(OUT(?:PUT)?)?\s*$", re.I)
-
-
 def parse_declarations(text: str) -> list[tuple[str, str, bool]]:
-    out = []
-    depth, start = 0, 0
-    pieces = []
-    for i, ch in enumerate(text):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            pieces.append(text[start:i])
-            start = i + 1
-    pieces.append(text[start:])
-    for piece in pieces:
-        if not piece.strip():
-            continue
-        m = _DECL_RE.match(piece)
-        if not m:
-            raise SqlError(102, piece.strip()[:30], abort_batch=True)
-        out.append((m.group(1), str(parse_type(m.group(2))), bool(m.group(3))))
-    return out
+    from .declarations import DeclarationError, parse_declaration
+    try:
+        return [(d.name, str(parse_type(d.sqltype)), d.output) for d in parse_declaration(text)]
+    except DeclarationError as exc:
+        raise SqlError(102, str(exc)[:60], abort_batch=True) from None
 
 
 @procedure("sp_executesql", ("@stmt", "nvarchar(max)", _MISSING), ("@params", "nvarchar(max)", None),

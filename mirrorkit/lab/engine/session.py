@@ -16,7 +16,7 @@ from . import catalog, functions, statements as st, store
 from .api import Param
 from .errors import SqlError, info
 from .parser import parse_batch
-from .results import (Column, DatabaseChanged, Event, Message, ResultSet, StatementDone,
+from .results import (DatabaseChanged, Event, Message, ResultSet, StatementDone,
                       TransactionChanged)
 from .select import CompileContext, Compiled, compile_condition, compile_expression, compile_query
 from .sqltypes import SqlType, from_sqlite, parse_type, to_sqlite

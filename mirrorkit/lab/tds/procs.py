@@ -13,7 +13,7 @@ from typing import Any, Callable
 from mirrorkit.lab.engine.api import Param
 
 from . import tokens as K
-from .params import Declared, DeclarationError, parse_declaration
+from ..engine.declarations import DeclarationError, Declared, parse_declaration
 from .response import ResponseBuilder
 from .rpc import PROC_NAMES, RpcParam, RpcRequest
 

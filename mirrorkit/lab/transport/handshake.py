@@ -173,7 +173,7 @@ def initiate(transport: "MirroringTransport", host: str, port: int, url: str, ro
                 return _local_failure(inst, 28055, _msg28055(cert.name if cert else str(ep.certificate_id)))
             if not cert.valid_at(store.utcnow()):
                 # the peer refuses it too (28035); the local log says why
-                inst.errorlog.write("spid20s", f"Error: 28055, Severity: 16, State: 1.")
+                inst.errorlog.write("spid20s", "Error: 28055, Severity: 16, State: 1.")
                 inst.errorlog.write("spid20s", _msg28055(cert.name))
         hello_fields = dict(auth=ep.connection_auth, encryption=ep.encryption_algorithm, role=role,
                             instance=inst.name, protocol=wire.PROTOCOL)

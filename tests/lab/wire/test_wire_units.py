@@ -21,9 +21,8 @@ from mirrorkit.lab.tds.login7 import (
 from mirrorkit.lab.tds.packets import (
     MessageReader, PacketWriter, ProtocolError, PeerClosed, frame,
 )
-from mirrorkit.lab.tds.params import (
-    Declared, Reader, UnsupportedParameter, parse_declaration, read_param_value,
-)
+from mirrorkit.lab.engine.declarations import Declared, parse_declaration
+from mirrorkit.lab.tds.params import Reader, UnsupportedParameter, read_param_value
 from mirrorkit.lab.tds.response import MetaCache, ResponseBuilder
 from mirrorkit.lab.tds.rpc import parse_rpc, skip_all_headers
 from mirrorkit.lab.tds.types import EncodeError, column_type
