@@ -58,10 +58,21 @@ def connection_string(t: Target, *, reveal: bool = False) -> str:
     if t.authentication == "windows":
         parts.append("Trusted_Connection=yes")
     else:
-        parts.append(f"UID={brace(t.user or '')}")
+        parts.append(f"UID={value(t.user or '', freetds, 'user')}")
         pwd = t.password.reveal() if (reveal and t.password is not None) else "********"
-        parts.append(f"PWD={brace(pwd)}")
+        parts.append(f"PWD={value(pwd, freetds, 'password')}")
     return ";".join(parts) + ";"
+
+
+def value(text: str, freetds: bool, what: str) -> str:
+    """A connection-string value. FreeTDS ends a {…} value at the first "};" and takes every other }
+    literally (it does not read }} as one brace, as the ODBC rule and Microsoft's driver do)."""
+    if not freetds:
+        return brace(text)
+    if "};" in text:
+        raise ConnectionFailed(f"the {what} contains '}};', which the FreeTDS ODBC driver cannot take in a "
+                               "connection string; use another value or Microsoft's ODBC Driver 18")
+    return "{" + text + "}"
 
 
 def driver_hint(driver: str) -> str:

@@ -34,7 +34,11 @@ def _show_errors_plainly() -> None:
         return
 
     def handler(shell, etype, value, tb, tb_offset=None):
-        return [REGISTRY.redact(f"{etype.__name__}: {value}")]
+        # IPython drops what a custom handler returns: show a one-line "traceback" ourselves, as an
+        # error output (ename, evalue) that papermill and nbconvert read
+        text = REGISTRY.redact(f"{etype.__name__}: {value}")
+        shell._showtraceback(etype, REGISTRY.redact(str(value)), [text])
+        return [text]
     ip.set_custom_exc((RunbookError, params.ParameterError, SecretError, ConnectionFailed,
                        artifacts.ArtifactError), handler)
 

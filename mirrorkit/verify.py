@@ -45,6 +45,8 @@ FROM master.sys.database_mirroring_endpoints AS e JOIN master.sys.tcp_endpoints 
 FROM master.sys.certificates AS c LEFT JOIN master.sys.database_principals AS dp ON dp.principal_id = c.principal_id
 WHERE c.name NOT LIKE N'##%'""",
     "logins": """SELECT name, principal_id, sid, is_disabled, type FROM master.sys.server_principals""",
+    "users": """SELECT name, principal_id, sid FROM master.sys.database_principals
+WHERE principal_id >= 5 AND principal_id < 16384""",
     "role_members": """SELECT r.name AS role_name, m.principal_id AS member_id FROM master.sys.server_role_members AS rm
 JOIN master.sys.server_principals AS r ON r.principal_id = rm.role_principal_id
 JOIN master.sys.server_principals AS m ON m.principal_id = rm.member_principal_id""",
@@ -290,8 +292,11 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
     si, sa = snaps[ini.name], snaps[acc.name]
     out: list[Finding] = []
 
+    late: list[Finding] = []   # findings that do not decide the handshake come after the one that does
+
     def fail(check, found, remediation="", sql=None, on=None, notebook=None, target=None, number=None):
         out.append(Finding(check, acc.name, ini.name, FAIL, found, remediation, sql, on, notebook, target, number))
+        out.extend(late)
         return out, f"{check}: {found}"
 
     if si.error or sa.error:
@@ -302,14 +307,18 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
                     "see the instance checks for " + ini.name, number=1486)
     cert_i = si.certificate_by_id(ei["certificate_id"]) if ei["certificate_id"] else None
     mk = si.master_key
-    if cert_i is None or "CERTIFICATE" not in (ei["connection_auth_desc"] or "") or \
-            cert_i["pvt_key_encryption_type"] != "MK" or mk is None or not mk["is_master_key_encrypted_by_server"]:
+    if "CERTIFICATE" not in (ei["connection_auth_desc"] or ""):
+        return fail("P02", f"{ini.name}'s endpoint does not authenticate with a certificate "
+                    f"({ei['connection_auth_desc']})", f"see I05 on {ini.name}", number=28027)
+    if cert_i is None or cert_i["pvt_key_encryption_type"] != "MK" or mk is None or \
+            not mk["is_master_key_encrypted_by_server"]:
         return fail("P02", f"{ini.name} cannot authenticate with its endpoint certificate", "see the instance "
                     f"checks for {ini.name} (I02, I05, I09)", number=28055)
     if ea is None:
         return fail("P03", f"{acc.name} has no DATABASE_MIRRORING endpoint", f"run outbound on {acc.name}",
                     notebook="outbound", target=acc.name, number=1418)
-    address = (acc.endpoint_address, ea["port"])
+    # peers connect to the URL the parameters give (TCP://endpoint_address:endpoint_port)
+    address = (acc.endpoint_address, acc.endpoint_port)
     if address not in reach:
         reach[address] = reachable(*address)
     if ea["state_desc"] == "STOPPED" or not reach[address]:
@@ -338,23 +347,52 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
             return fail("P07", f"{acc.name} holds certificate {same['name']} with {ini.name}'s issuer and serial "
                         f"but another key (a stale or forged copy)", sql + f"  -- then run inbound on {acc.name}",
                         sql, acc.name, number=28045)
+        named = next((c for c in certs if c["name"].lower() == env.certificate_name(ini).lower()), None)
+        if named is not None:
+            # inbound never replaces a certificate: the stale one goes first
+            sql = f"DROP CERTIFICATE {tsql.quote_name(named['name'])};"
+            return fail("P07", f"{acc.name}'s certificate {named['name']} is not {ini.name}'s endpoint certificate "
+                        f"(thumbprint 0x{bytes(named['thumbprint']).hex().upper()}, expected "
+                        f"0x{thumb.hex().upper()})", sql + f"  -- then run notebooks/inbound.ipynb target {acc.name}",
+                        sql, acc.name, number=28035)
         return fail("P07", f"{acc.name} has no certificate with {ini.name}'s thumbprint 0x{thumb.hex().upper()}",
                     f"run notebooks/inbound.ipynb with target {acc.name}", number=28035, **inbound)
     if not (match["start_date"] <= now <= match["expiry_date"]):
         return fail("P08", f"{acc.name}'s copy {match['name']} of {ini.name}'s certificate is outside its validity "
                     "window", f"rotate {ini.name}'s certificate", number=28035)
     want_user = env.user_name(ini)
+    foreign = (match["owner_name"] or "").lower() != want_user.lower()
+    if foreign:
+        # the handshake accepts any owner whose login may connect, but the documented state is the peer's
+        # own user owning its certificate (what inbound creates)
+        have_user = any(u["name"].lower() == want_user.lower() for u in sa.rows("users"))
+        sql = f"ALTER AUTHORIZATION ON CERTIFICATE::{tsql.quote_name(match['name'])} TO {tsql.quote_name(want_user)};"
+        found = (f"certificate {match['name']} is owned by {match['owner_name'] or 'nobody'}, not by "
+                 f"{ini.name}'s user {want_user}")
+        if have_user:
+            late.append(Finding("P14", acc.name, ini.name, FAIL, found, sql, sql, acc.name))
+        else:
+            late.append(Finding("P14", acc.name, ini.name, FAIL, found,
+                               f"run notebooks/inbound.ipynb with target {acc.name} (creates {want_user} and gives "
+                               "it the certificate)", notebook="inbound", notebook_target=acc.name))
     login = next((lg for lg in sa.rows("logins") if match["owner_sid"] is not None and lg["sid"] == match["owner_sid"]), None)
+    if login is None and foreign:
+        return fail("P09", f"certificate {match['name']} is owned by {match['owner_name'] or 'nobody'}, which maps "
+                    "to no login", "see P14", number=28034)
     if login is None:
         sql = f"ALTER AUTHORIZATION ON CERTIFICATE::{tsql.quote_name(match['name'])} TO {tsql.quote_name(want_user)};"
         return fail("P09", f"certificate {match['name']} is owned by {match['owner_name'] or 'nobody'}, which maps to "
                     "no login", sql + f"  -- or run inbound on {acc.name}", sql, acc.name, number=28034)
     want_login = env.login_name(ini)
+    if login["is_disabled"] and foreign:
+        return fail("P10", f"login {login['name']} (owner of {match['name']}) is disabled", "see P14", number=28034)
     if login["is_disabled"]:
         sql = f"ALTER LOGIN {tsql.quote_name(login['name'])} ENABLE;"
         return fail("P10", f"login {login['name']} (owner of {match['name']}) is disabled", sql, sql, acc.name,
                     number=28034)
     ok, why = _may_connect(sa, login, ea)
+    if not ok and foreign:
+        return fail("P11", f"login {login['name']} may not CONNECT to {ea['name']} ({why})", "see P14", number=28034)
     if not ok:
         ep_name = tsql.quote_name(ea["name"])
         who = tsql.quote_name(login["name"])
@@ -381,6 +419,7 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
     out.append(Finding("P00", acc.name, ini.name, PASS, f"{ini.name} → {acc.name}: certificate {match['name']} owned by "
                        f"{match['owner_name']} (login {login['name']}, {why})" +
                        ("" if login["name"].lower() == want_login.lower() else f"; parameters name {want_login}")))
+    out.extend(late)
     return out, "OK"
 
 

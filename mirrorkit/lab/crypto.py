@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -525,6 +526,9 @@ def verify_challenge(der: bytes, challenge: bytes, signature: bytes) -> bool:
 
 # --------------------------------------------------------------------------------------------
 
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
 def generate_tls_identity(common_name: str) -> tuple[bytes, bytes]:
     """(PEM certificate, PEM PKCS#8 key) for the lab's TDS TLS: self-signed RSA-2048, SAN =
     common_name (DNS, or IP if it is an address) + 127.0.0.1, valid from yesterday for 10 years."""
@@ -534,7 +538,8 @@ def generate_tls_identity(common_name: str) -> tuple[bytes, bytes]:
     try:
         sans.append(x509.IPAddress(ipaddress.ip_address(common_name)))
     except ValueError:
-        sans.append(x509.DNSName(common_name))
+        if _DNS_NAME.match(common_name):      # a DNS SAN must be an ASCII host name
+            sans.append(x509.DNSName(common_name))
     loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
     if loopback not in sans:
         sans.append(loopback)

@@ -33,8 +33,9 @@ def probe_cli(state_dir: Path, source: str, target: str, role: str = "PARTNER", 
     if src is None:
         raise LabError(f"{source!r} is not an instance of the lab in {state_dir}")
     url = endpoint_url(state_dir, target)
+    from ..connect import value
     cs = (f"DRIVER={{FreeTDS}};SERVER={src.host};PORT={src.port};UID=sa;"
-          f"PWD={{{sa_password(state_dir).replace('}', '}}')}}};DATABASE=master;TDS_Version=7.4;")
+          f"PWD={value(sa_password(state_dir), True, 'password')};DATABASE=master;TDS_Version=7.4;")
     try:
         with pyodbc.connect(cs, autocommit=True, timeout=10) as cn:
             row = cn.cursor().execute("EXEC sys.sp_mirrorkit_probe @endpoint_url = ?, @peer_role = ?",

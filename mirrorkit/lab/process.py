@@ -48,7 +48,8 @@ class RunningInstance:
         home.mkdir(parents=True, exist_ok=True)
         self.instance = LabInstance(name, home, host, port)
         self.instance.start(sa_password)
-        self.server = TdsServer(self.instance, host, port, ssl_context=tls_context(home, name))
+        # clients reach the instance at its address: that is the name its TLS certificate carries
+        self.server = TdsServer(self.instance, host, port, ssl_context=tls_context(home, host))
         self.transport = None
 
     def start(self) -> None:

@@ -1,9 +1,9 @@
 """Acceptance: the runbook notebooks on a mirroring lab (two partners and a witness).
 
 One module-scoped lab and one full runbook run (papermill, apply mode, the documented order:
-outbound on PARTNER_A, PARTNER_B, WITNESS; inbound on both partners; witness), with two plan-mode
-runs in between (outbound on a fresh instance, inbound once the artifacts exist), serve every test
-here. The catalog is always read through the client stack (`LabHandle.sql`), never from the
+outbound on PARTNER_A, PARTNER_B, WITNESS; inbound on both partners; witness), with three plan-mode
+runs in between (outbound on a fresh instance, inbound once the artifacts exist, witness before its
+apply), serve every test here. The catalog is always read through the client stack (`LabHandle.sql`), never from the
 notebooks' own records alone.
 """
 from __future__ import annotations
@@ -52,6 +52,10 @@ class Mirroring:
     inbound_plan: object = None
     inbound_plan_spy: object = None
     after_inbound_plan: dict = field(default_factory=dict)
+    before_witness_plan: dict = field(default_factory=dict)
+    witness_plan: object = None
+    witness_plan_spy: object = None
+    after_witness_plan: dict = field(default_factory=dict)
     applied: list = field(default_factory=list)
     final: dict = field(default_factory=dict)
 
@@ -88,6 +92,11 @@ def mirroring(tmp_path_factory):
             m.after_inbound_plan = m.catalogs()
             for name in PARTNERS:
                 m.applied.append(m.run("inbound", name))
+            m.before_witness_plan = m.catalogs()
+            with H.SessionSpy(list(lab.instances.values())) as spy:
+                m.witness_plan = m.run("witness", "WITNESS", "plan")
+            m.witness_plan_spy = spy
+            m.after_witness_plan = m.catalogs()
             m.applied.append(m.run("witness", "WITNESS"))
             m.final = m.catalogs()
             yield m
@@ -135,9 +144,11 @@ def test_plan_mode_outbound_shows_the_full_tsql(mirroring):
     now = _utcnow()
     assert timedelta(hours=23) < now - start < timedelta(hours=25), "START_DATE is backdated 24 hours (UTC)"
     flat = " ".join(sqls[2].split())
-    assert flat == ("CREATE ENDPOINT [Mirroring] STATE = STARTED AS TCP (LISTENER_PORT = 5022, LISTENER_IP = ALL) "
-                    "FOR DATABASE_MIRRORING ( AUTHENTICATION = CERTIFICATE [PARTNER_A_dbm_cert], "
-                    "ENCRYPTION = REQUIRED ALGORITHM AES, ROLE = ALL );"), sqls[2]
+    assert flat.startswith("CREATE ENDPOINT [Mirroring] STATE = STARTED AS TCP (") and flat.endswith(";"), flat
+    for clause in ("LISTENER_PORT = 5022", "LISTENER_IP = ALL", "FOR DATABASE_MIRRORING (",
+                   "AUTHENTICATION = CERTIFICATE [PARTNER_A_dbm_cert]", "ENCRYPTION = REQUIRED ALGORITHM AES",
+                   "ROLE = ALL"):
+        assert clause in flat, (clause, flat)
     # the notebook shows the same script to the reader
     text = run.text
     for needle in ("CREATE MASTER KEY ENCRYPTION BY PASSWORD = N'********'", "CREATE CERTIFICATE [PARTNER_A_dbm_cert]",
@@ -155,6 +166,28 @@ def test_plan_mode_inbound_changes_nothing_and_shows_the_full_tsql(mirroring):
     sqls = [" ".join(s["sql"].split()) for s in run.plan_steps()]
     expected = []
     for peer in PEERS["PARTNER_A"]:
+        der = (mirroring.cert_dir / f"{peer}.cer").read_bytes()
+        expected += [f"CREATE LOGIN [{peer}_dbm_login] WITH PASSWORD = N'********';",
+                     f"CREATE USER [{peer}_dbm_user] FOR LOGIN [{peer}_dbm_login];",
+                     f"CREATE CERTIFICATE [{peer}_dbm_cert] AUTHORIZATION [{peer}_dbm_user] "
+                     f"FROM BINARY = 0x{der.hex().upper()};",
+                     f"GRANT CONNECT ON ENDPOINT::[Mirroring] TO [{peer}_dbm_login];"]
+    assert sqls == expected
+
+
+def test_plan_mode_witness_changes_nothing_and_shows_the_full_tsql(mirroring):
+    run = mirroring.witness_plan
+    assert run.ok, run.describe()
+    assert mirroring.after_witness_plan == mirroring.before_witness_plan, "plan mode changed the catalog"
+    assert mirroring.witness_plan_spy.kit_statements == []
+    assert "statement" not in run.records
+    plans = run.records["plan"][-1]
+    assert [(p["instance"], p["notebook"], len(p["steps"]), p["blocked"]) for p in plans] == [
+        ("WITNESS", "outbound", 0, False), ("WITNESS", "witness inbound", 8, False),
+        ("PARTNER_A", "witness inbound", 0, False), ("PARTNER_B", "witness inbound", 0, False)]
+    sqls = [" ".join(s["sql"].split()) for s in plans[1]["steps"]]
+    expected = []
+    for peer in PEERS["WITNESS"]:
         der = (mirroring.cert_dir / f"{peer}.cer").read_bytes()
         expected += [f"CREATE LOGIN [{peer}_dbm_login] WITH PASSWORD = N'********';",
                      f"CREATE USER [{peer}_dbm_user] FOR LOGIN [{peer}_dbm_login];",
