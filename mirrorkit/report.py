@@ -58,7 +58,15 @@ def summary(run_dir: Path) -> str:
         lines.append(head)
         if not step.get("notebook_file"):
             continue
-        recs = read_records(run_dir / step["notebook_file"])
+        try:
+            recs = read_records(run_dir / step["notebook_file"])
+        except FileNotFoundError:
+            lines.append(f"       the notebook {step['notebook_file']} is missing (see --check)")
+            continue
+        except Exception as exc:      # an edited, unreadable record must not hide the rest of the report
+            lines.append(f"       the notebook {step['notebook_file']} cannot be read ({exc.__class__.__name__}; "
+                         "see --check)")
+            continue
         applied = [s for s in recs.get("statement", []) if s.get("ok")]
         failed = [s for s in recs.get("statement", []) if not s.get("ok")]
         for s in applied:
