@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for run folders (default runs/<environment>)")
     p.add_argument("--change-id", help="change ticket; appended to the run folder name and recorded")
     p.add_argument("--cell-timeout", type=int, default=600, help="seconds per cell (default 600)")
+    p.add_argument("--certificate-dir", help="public certificate artifacts (default runs/<environment>/certificates)")
     p = sub.add_parser("report", help="summarise a run folder; --check verifies the sealed hashes")
     p.add_argument("run_dir")
     p.add_argument("--check", action="store_true", help="exit 1 when a file changed after sealing")
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         from .runner import run
         outcome = run(Path(args.params), mode=args.mode, only=args.only, target=args.target, jobs=args.jobs,
                       out=Path(args.out) if args.out else None, change_id=args.change_id,
-                      cell_timeout=args.cell_timeout)
+                      cell_timeout=args.cell_timeout,
+                      certificate_dir=Path(args.certificate_dir) if args.certificate_dir else None)
         if outcome.run_dir is None:
             print(f"mirrorkit run: {outcome.message}", file=sys.stderr)
         return outcome.exit_code

@@ -83,8 +83,8 @@ def summary(run_dir: Path) -> str:
             thumbprints[art["instance"]] = art
         if recs.get("verify"):
             verdict = recs["verify"][-1]
-        if step.get("error") and step["status"] != "ok":
-            lines.append(f"       error: {step['error'].splitlines()[0][:300]}")
+        if step["status"] not in ("ok", "skipped"):
+            lines.append(f"       error: {step.get('reason') or step.get('error') or step['status']}")
     if thumbprints:
         lines.append("")
         lines.append("  endpoint certificates exported:")

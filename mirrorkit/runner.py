@@ -157,7 +157,6 @@ def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, 
                 log(f"  {spec.stem}: kernel start failed ({exc.__class__.__name__}), retrying")
                 continue
             break
-    result.duration = round(time.monotonic() - start, 3)
     result.ended = utc_iso()
     result.status, result.exit_code, result.error = classify(error)
     if error is not None and hasattr(error, "ename"):
@@ -169,9 +168,22 @@ def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, 
             result.status, result.exit_code, result.error = "failed", STEP_FAILED, "the notebook has no seal record"
         stamp(nb, spec, result)
         nbformat.write(nb, str(out))
+        try:
+            export_html(out)      # here, so that parallel steps export in parallel
+        except Exception as exc:  # an export failure must not hide the step's outcome
+            log(f"  HTML export of {out.name} failed: {exc}")
     elif result.status == "ok":
         result.status, result.exit_code, result.error = "runner_error", STEP_FAILED, "no output notebook"
+    result.duration = round(time.monotonic() - start, 3)
     return result
+
+
+def reason(result: StepResult) -> str:
+    """One line saying why a step failed: the exception the notebook raised, else the first text line."""
+    if result.failure and result.failure.get("ename"):
+        return f"{result.failure['ename']}: {result.failure.get('evalue') or ''}".strip()[:300]
+    lines = [ln.strip() for ln in (result.error or "").splitlines() if ln.strip().strip("-")]
+    return (lines[0] if lines else result.status)[:300]
 
 
 def classify(error: Optional[BaseException]) -> tuple[str, int, Optional[str]]:
@@ -276,8 +288,14 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
     if not steps:
         return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message="no step matches --only/--target")
     base = Path(out) if out else Path("runs") / env.environment
-    run_dir = base / (utc_stamp() + (f"_{change_id}" if change_id else ""))
-    run_dir.mkdir(parents=True, exist_ok=False)
+    name = utc_stamp() + (f"_{change_id}" if change_id else "")
+    run_dir = base / name
+    for n in range(2, 100):          # two runs started in the same second get their own folders
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+            break
+        except FileExistsError:
+            run_dir = base / f"{name}-{n}"
     cert_dir = Path(certificate_dir) if certificate_dir else Path("runs") / env.environment / "certificates"
     parameters = {**notebook_values(params_path), "mode": mode, "change_id": change_id or "",
                   "certificate_dir": str(cert_dir), "interactive": False}
@@ -290,13 +308,21 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
         t0 = time.monotonic()
         for s in batch:
             log(f"  [{s.index}/{len(steps)}] {s.notebook} {s.target or ''} …")
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(batch)))) as pool:
-            futures = [pool.submit(execute, s, run_dir, parameters, cell_timeout, log) for s in batch]
-            stage_results = [f.result() for f in futures]
+        if jobs <= 1:
+            # one at a time: the first failure stops the run before the next notebook starts
+            stage_results = []
+            for s in batch:
+                stage_results.append(execute(s, run_dir, parameters, cell_timeout, log))
+                if stage_results[-1].status != "ok":
+                    break
+        else:
+            with ThreadPoolExecutor(max_workers=min(jobs, len(batch))) as pool:
+                futures = [pool.submit(execute, s, run_dir, parameters, cell_timeout, log) for s in batch]
+                stage_results = [f.result() for f in futures]
         for r in stage_results:
             results.append(r)
             log(f"  [{r.spec.index}/{len(steps)}] {r.spec.notebook} {r.spec.target or ''}: {r.status} "
-                f"({r.duration:.1f} s)" + (f" — {r.error.splitlines()[0][:200]}" if r.error else ""))
+                f"({r.duration:.1f} s)" + (f" — {reason(r)}" if r.status != "ok" else ""))
             if r.status != "ok" and failed is None:
                 failed = r
         log(f"  stage {stage} done in {time.monotonic() - t0:.1f} s")
@@ -305,13 +331,7 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
     for s in steps:
         if not any(r.spec is s for r in results):
             results.append(StepResult(s, status="skipped"))
-    for r in results:
-        ipynb = run_dir / f"{r.spec.stem}.ipynb"
-        if ipynb.exists():
-            try:
-                export_html(ipynb)
-            except Exception as exc:   # an export failure must not hide the run's outcome
-                log(f"  HTML export of {ipynb.name} failed: {exc}")
+
     _copy_artifacts(cert_dir, run_dir / "certificates")
     status = failed.status if failed else "ok"
     exit_code = failed.exit_code if failed else OK
@@ -353,6 +373,7 @@ def write_manifest(run_dir: Path, env: params.Environment, params_path: Path, mo
         "steps": [{"index": r.spec.index, "notebook": r.spec.notebook, "target": r.spec.target,
                    "stage": r.spec.stage, "status": r.status, "exit_code": r.exit_code, "started": r.started,
                    "ended": r.ended, "duration_s": r.duration, "failure": r.failure, "error": r.error,
+                   "reason": reason(r) if r.status not in ("ok", "skipped") else None,
                    "notebook_file": f"{r.spec.stem}.ipynb" if (run_dir / f"{r.spec.stem}.ipynb").exists() else None,
                    "html_file": f"{r.spec.stem}.html" if (run_dir / f"{r.spec.stem}.html").exists() else None}
                   for r in sorted(results, key=lambda r: r.spec.index)],

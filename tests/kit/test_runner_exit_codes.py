@@ -31,8 +31,9 @@ def shared(request, tmp_path_factory) -> R.SharedRuns:
 
 def _bad_yaml(shared, d: Path) -> Path:
     text = R.write_params(d, R.parameter_values(shared.lab)).read_text(encoding="utf-8")
+    assert "\n  port: 5022\n" in text
     path = d / "bad.yaml"
-    path.write_text(text + "endpoint: {name: Mirroring, port: 5022\n", encoding="utf-8")   # unclosed flow mapping
+    path.write_text(text.replace("\n  port: 5022\n", "\n  port: [5022\n", 1), encoding="utf-8")   # unclosed [
     return path
 
 
@@ -48,6 +49,9 @@ def _unresolvable_secret(shared, d: Path) -> Path:
 
 
 INVALID = {"bad_yaml": _bad_yaml, "unknown_key": _unknown_key, "unresolvable_env_secret": _unresolvable_secret}
+# what the message must name so that the operator can fix it
+MESSAGE = {"bad_yaml": "not valid YAML", "unknown_key": "endpoint.listener_port",
+           "unresolvable_env_secret": "MK_RUN_NOT_SET_ANYWHERE"}
 
 
 @pytest.mark.parametrize("case", sorted(INVALID))
@@ -60,7 +64,7 @@ def test_invalid_parameters_exit_2_before_anything_runs(shared, case, monkeypatc
     out = timed.outcome
     assert out.exit_code == runner.INVALID_PARAMETERS == 2, out.message
     assert out.status == "invalid_parameters" and out.run_dir is None
-    assert out.message
+    assert MESSAGE[case] in out.message, out.message
     assert not (d / "runs").exists() and not (d / "certs").exists()
     assert spy.kit_logins == [] and spy.batches == [], "the runner reached the lab with invalid parameters"
 
@@ -73,9 +77,7 @@ def test_cli_invalid_parameters_exit_2(shared, case, monkeypatch):
     with H.SessionSpy(list(shared.lab.instances.values())) as spy:
         proc = R.cli("run", str(path), "--mode", "apply", "--out", str(d / "out"), cwd=d)
     assert proc.returncode == 2, R.describe(proc)
-    assert "mirrorkit run:" in proc.stderr
-    if case == "unresolvable_env_secret":
-        assert "MK_RUN_NOT_SET_ANYWHERE" in proc.stderr       # names the variable to set
+    assert "mirrorkit run:" in proc.stderr and MESSAGE[case] in proc.stderr, R.describe(proc)
     assert not (d / "out").exists() and not (d / "runs").exists()
     assert spy.kit_logins == []
 
