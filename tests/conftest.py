@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,7 +16,8 @@ from typing import Callable
 import pytest
 
 SA_PASSWORD = "Lab-Test-Passw0rd!"
-_addresses = itertools.count(1)
+# one counter per process, even when this file is imported a second time as tests.conftest
+_addresses = sys.__dict__.setdefault("_mirrorkit_test_addresses", itertools.count(1))
 _run = os.getpid() % 200 + 20   # differs between runs, so no address lingers in TIME_WAIT
 
 
