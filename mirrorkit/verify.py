@@ -11,7 +11,6 @@ reported beside the checks.
 """
 from __future__ import annotations
 
-import hashlib
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -274,7 +273,7 @@ def _may_connect(acc: Snapshot, login: dict, endpoint: dict) -> tuple[bool, str]
     return False, "no grant"
 
 
-def requested_role(env: params.Environment, acceptor: params.Instance) -> str:
+def requested_role(acceptor: params.Instance) -> str:
     return "WITNESS" if acceptor.role == "witness" else "PARTNER"
 
 
@@ -412,7 +411,7 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
             return fail("P12", f"no common algorithm: {ei['encryption_algorithm_desc']} on {ini.name}, "
                         f"{ea['encryption_algorithm_desc']} on {acc.name}", "align endpoint.algorithm (see I06)",
                         number=28027)
-    role = requested_role(env, acc)
+    role = requested_role(acc)
     if role not in _ROLE_SERVES.get(ea["role_desc"], ()):
         return fail("P13", f"{acc.name}'s endpoint role {ea['role_desc']} does not serve a {role.lower()} connection",
                     "see I07 on " + acc.name, number=28027)
@@ -479,9 +478,6 @@ def collect(env: params.Environment, connect_to) -> dict[str, Snapshot]:
             snaps[inst.name] = Snapshot(inst.name, error=f"reading the catalog failed: {exc}")
     return snaps
 
-
-def thumbprint(der: bytes) -> bytes:
-    return hashlib.sha1(der).digest()
 
 
 # -- presentation ------------------------------------------------------------------------------------

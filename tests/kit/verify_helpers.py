@@ -211,15 +211,8 @@ class ConfiguredLab:
 
 
 def new_lab(state_dir: Path, names: Iterable[str]):
-    support = lab_support()
-    lab = support.Lab(Path(state_dir))
-    try:
-        for n in names:
-            lab.start(n)
-    except BaseException:
-        lab.stop_all()
-        raise
-    return lab
+    from tests.kit.runbook_helpers import start_lab
+    return start_lab(state_dir, *names)
 
 
 def configured_lab(state_dir: Path, roles: dict[str, str], *, topology: Optional[str] = None,

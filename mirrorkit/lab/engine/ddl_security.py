@@ -29,6 +29,13 @@ def _login(conn, name: str):
                         (name,)).fetchone()
 
 
+def _existing_login(conn, name: str, verb: str):
+    row = _login(conn, name)
+    if row is None or row[1] == "R":
+        raise SqlError(15151, verb, "login", name)
+    return row
+
+
 def create_login(s: "Session", stmt: st.CreateLogin, events: list[Event]) -> None:
     s.require_sysadmin()
     with s.atomic(events) as conn:
@@ -80,9 +87,7 @@ def create_login(s: "Session", stmt: st.CreateLogin, events: list[Event]) -> Non
 def alter_login(s: "Session", stmt: st.AlterLogin, events: list[Event]) -> None:
     s.require_sysadmin()
     with s.atomic(events) as conn:
-        row = _login(conn, stmt.name)
-        if row is None or row[1] == "R":
-            raise SqlError(15151, "alter", "login", stmt.name)
+        row = _existing_login(conn, stmt.name, "alter")
         pid = row[0]
         now = _now()
         if stmt.enable is not None:
@@ -120,9 +125,7 @@ def alter_login(s: "Session", stmt: st.AlterLogin, events: list[Event]) -> None:
 def drop_login(s: "Session", stmt: st.DropLogin, events: list[Event]) -> None:
     s.require_sysadmin()
     with s.atomic(events) as conn:
-        row = _login(conn, stmt.name)
-        if row is None or row[1] == "R":
-            raise SqlError(15151, "drop", "login", stmt.name)
+        row = _existing_login(conn, stmt.name, "drop")
         pid = row[0]
         if pid == store.SA_ID:
             raise SqlError(15405, stmt.name)

@@ -743,7 +743,6 @@ def register(conn, ctx: FunctionContext) -> None:
         conn.create_function("mk_" + fdef.name.lower(), -1, _guard(impl, ctx))
     conn.create_function("mk_convert", -1, _guard(make_convert(False)(ctx), ctx))
     conn.create_function("mk_try_convert", -1, _guard(make_convert(True)(ctx), ctx))
-    conn.create_function("mk_datepart_value", 1, lambda s: s)
 
 
 def _guard(impl: Callable, ctx) -> Callable:

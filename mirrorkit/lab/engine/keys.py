@@ -31,7 +31,7 @@ def service_master_key(conn) -> bytes:
     return conn.execute("SELECT value FROM t_meta WHERE name='service_master_key'").fetchone()[0]
 
 
-def open_master_key_automatically(instance, conn, database_id: int) -> Optional[bytes]:
+def open_master_key_automatically(conn, database_id: int) -> Optional[bytes]:
     row = conn.execute("SELECT crypt_property FROM t_key_encryptions WHERE database_id=? AND key_id=? "
                        "AND crypt_type='ESKM'", (database_id, store.DMK_ID)).fetchone()
     if row is None:

@@ -33,8 +33,7 @@ SET_OPTIONS = frozenset("""
     ARITHIGNORE CONCAT_NULL_YIELDS_NULL QUOTED_IDENTIFIER CURSOR_CLOSE_ON_COMMIT IMPLICIT_TRANSACTIONS
     XACT_ABORT TEXTSIZE LANGUAGE DATEFORMAT DATEFIRST LOCK_TIMEOUT DEADLOCK_PRIORITY NUMERIC_ROUNDABORT
     ANSI_DEFAULTS FMTONLY NOEXEC ROWCOUNT STATISTICS PARSEONLY NO_BROWSETABLE
-    TRANSACTION\x20ISOLATION\x20LEVEL
-""".replace("\\x20", " ").split()) | {"TRANSACTION ISOLATION LEVEL"}
+""".split()) | {"TRANSACTION ISOLATION LEVEL"}
 
 
 class ReturnSignal(Exception):
@@ -387,7 +386,7 @@ class Session:
         from .keys import open_master_key_automatically
         if database_id in self.open_master_keys:
             return self.open_master_keys[database_id]
-        return open_master_key_automatically(self.instance, self.conn, database_id)
+        return open_master_key_automatically(self.conn, database_id)
 
     def certificate_private_key_pvk(self, database_id: int, cert_id: int, enc: str,
                                     dec: Optional[str]) -> Optional[bytes]:

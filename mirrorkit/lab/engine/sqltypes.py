@@ -170,10 +170,6 @@ def datetime_text(d: datetime, base: str = "datetime") -> str:
     return d.strftime("%Y-%m-%d %H:%M:%S.") + f"{d.microsecond // 1000:03d}"
 
 
-def text_to_datetime(value: str) -> datetime:
-    return parse_datetime(value)
-
-
 # -- Python <-> SQLite -------------------------------------------------------------------
 def to_sqlite(value, sqltype: str | None = None):
     if value is None or isinstance(value, (int, float, str, bytes)):

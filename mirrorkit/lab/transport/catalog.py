@@ -79,7 +79,7 @@ def endpoint_private_key(conn, cert: Certificate):
         return None
     blob = conn.execute("SELECT private_key FROM t_certificates WHERE database_id=? AND certificate_id=?",
                         (store.MASTER, cert.certificate_id)).fetchone()[0]
-    dmk = keys.open_master_key_automatically(None, conn, store.MASTER)
+    dmk = keys.open_master_key_automatically(conn, store.MASTER)
     if dmk is None or blob is None:
         return None
     try:
