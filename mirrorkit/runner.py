@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from . import __version__, params
+from .kernels import KernelPool
 from .secrets import REGISTRY, SecretError, resolve, scan
 
 OK, INVALID_PARAMETERS, STEP_FAILED, SECRET_FOUND, STEP_TIMED_OUT, KERNEL_DIED = 0, 2, 1, 3, 4, 5
@@ -123,12 +124,11 @@ def notebook_values(path: Path) -> dict:
 
 
 # -- executing one notebook ---------------------------------------------------------------------------
-_KERNEL_START_LOCK = threading.Lock()
-
-
-def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, log: Callable[[str], None]) -> StepResult:
+def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, log: Callable[[str], None],
+            kernels: KernelPool) -> StepResult:
     import nbformat
     import papermill as pm
+    from . import papermill_engine
     result = StepResult(spec)
     out = run_dir / f"{spec.stem}.ipynb"
     source = NOTEBOOK_DIR / f"{spec.notebook}.ipynb"
@@ -141,22 +141,17 @@ def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, 
     start = time.monotonic()
     result.started = utc_iso()
     error: Optional[BaseException] = None
-    for attempt in range(3):
-        try:
-            # kernel start-up races on ports when several start at once (papermill#511)
-            with _KERNEL_START_LOCK:
-                time.sleep(0.05 * attempt)
-            pm.execute_notebook(str(source), str(out), parameters=p, kernel_name="python3", progress_bar=False,
-                                log_output=False, request_save_on_cell_execute=True,
-                                execution_timeout=cell_timeout, start_timeout=120, cwd=str(Path.cwd()))
-            error = None
-            break
-        except Exception as exc:  # classified below
-            error = exc
-            if "Address already in use" in str(exc) or "Kernel didn't respond" in str(exc):
-                log(f"  {spec.stem}: kernel start failed ({exc.__class__.__name__}), retrying")
-                continue
-            break
+    kernel = None
+    try:
+        kernel = kernels.take()
+        pm.execute_notebook(str(source), str(out), parameters=p, kernel_name=kernels.kernel_name,
+                            engine_name=papermill_engine.NAME, kernel=kernel, progress_bar=False, log_output=False,
+                            execution_timeout=cell_timeout, start_timeout=120, cwd=None)
+    except Exception as exc:  # classified below
+        error = exc
+    finally:
+        if kernel is not None:
+            kernels.retire(kernel)
     result.ended = utc_iso()
     result.status, result.exit_code, result.error = classify(error)
     if error is not None and hasattr(error, "ename"):
@@ -169,7 +164,7 @@ def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, 
         stamp(nb, spec, result)
         nbformat.write(nb, str(out))
         try:
-            export_html(out)      # here, so that parallel steps export in parallel
+            export_html(out, nb)  # here, so that parallel steps export in parallel
         except Exception as exc:  # an export failure must not hide the step's outcome
             log(f"  HTML export of {out.name} failed: {exc}")
     elif result.status == "ok":
@@ -226,16 +221,28 @@ def stamp(nb, spec: StepSpec, result: StepResult) -> None:
         nb.cells.insert(0, banner)
 
 
-def export_html(ipynb: Path) -> Path:
+_EXPORTERS: list = []          # HTMLExporters ready for reuse: building one costs as much as an export
+_EXPORTERS_LOCK = threading.Lock()
+
+
+def export_html(ipynb: Path, nb=None) -> Path:
     """HTML for the change record: T-SQL and results shown, plumbing inputs hidden."""
     import nbformat
-    from nbconvert import HTMLExporter
-    from nbconvert.preprocessors import TagRemovePreprocessor
-    nb = nbformat.read(str(ipynb), as_version=4)
-    exporter = HTMLExporter()
-    tags = TagRemovePreprocessor(remove_input_tags={"hide-input"}, enabled=True)
-    exporter.register_preprocessor(tags, enabled=True)
-    body, _ = exporter.from_notebook_node(nb)
+    if nb is None:
+        nb = nbformat.read(str(ipynb), as_version=4)
+    with _EXPORTERS_LOCK:
+        exporter = _EXPORTERS.pop() if _EXPORTERS else None
+    if exporter is None:
+        from nbconvert import HTMLExporter
+        from nbconvert.preprocessors import TagRemovePreprocessor
+        exporter = HTMLExporter()
+        exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"hide-input"}, enabled=True),
+                                       enabled=True)
+    try:
+        body, _ = exporter.from_notebook_node(nb)
+    finally:
+        with _EXPORTERS_LOCK:
+            _EXPORTERS.append(exporter)   # one thread at a time per exporter: it keeps per-export state
     out = ipynb.with_suffix(".html")
     out.write_text(REGISTRY.redact(body), encoding="utf-8")
     return out
@@ -302,32 +309,11 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
     started = utc_iso()
     log(f"mirrorkit run {env.environment} mode={mode}: {len(steps)} step(s) → {run_dir}")
     results: list[StepResult] = []
-    failed: Optional[StepResult] = None
-    for stage in sorted({s.stage for s in steps}):
-        batch = [s for s in steps if s.stage == stage]
-        t0 = time.monotonic()
-        for s in batch:
-            log(f"  [{s.index}/{len(steps)}] {s.notebook} {s.target or ''} …")
-        if jobs <= 1:
-            # one at a time: the first failure stops the run before the next notebook starts
-            stage_results = []
-            for s in batch:
-                stage_results.append(execute(s, run_dir, parameters, cell_timeout, log))
-                if stage_results[-1].status != "ok":
-                    break
-        else:
-            with ThreadPoolExecutor(max_workers=min(jobs, len(batch))) as pool:
-                futures = [pool.submit(execute, s, run_dir, parameters, cell_timeout, log) for s in batch]
-                stage_results = [f.result() for f in futures]
-        for r in stage_results:
-            results.append(r)
-            log(f"  [{r.spec.index}/{len(steps)}] {r.spec.notebook} {r.spec.target or ''}: {r.status} "
-                f"({r.duration:.1f} s)" + (f" — {reason(r)}" if r.status != "ok" else ""))
-            if r.status != "ok" and failed is None:
-                failed = r
-        log(f"  stage {stage} done in {time.monotonic() - t0:.1f} s")
-        if failed is not None:
-            break
+    kernels = KernelPool(len(steps), max(1, jobs), cwd=Path.cwd(), log=log)
+    try:
+        failed = _run_stages(steps, run_dir, parameters, jobs, cell_timeout, kernels, results, log)
+    finally:
+        kernels.close()
     for s in steps:
         if not any(r.spec is s for r in results):
             results.append(StepResult(s, status="skipped"))
@@ -347,6 +333,38 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
                f"{'ok' if exit_code == OK else status}: {run_dir}")
     log(f"mirrorkit run: {message}")
     return RunOutcome(exit_code, status, run_dir, results, message)
+
+
+def _run_stages(steps: list[StepSpec], run_dir: Path, parameters: dict, jobs: int, cell_timeout: int,
+                kernels: KernelPool, results: list[StepResult], log: Callable[[str], None]) -> Optional[StepResult]:
+    """Stage after stage; returns the first failed step (the run stops after its stage)."""
+    failed: Optional[StepResult] = None
+    for stage in sorted({s.stage for s in steps}):
+        batch = [s for s in steps if s.stage == stage]
+        t0 = time.monotonic()
+        for s in batch:
+            log(f"  [{s.index}/{len(steps)}] {s.notebook} {s.target or ''} …")
+        if jobs <= 1:
+            # one at a time: the first failure stops the run before the next notebook starts
+            stage_results = []
+            for s in batch:
+                stage_results.append(execute(s, run_dir, parameters, cell_timeout, log, kernels))
+                if stage_results[-1].status != "ok":
+                    break
+        else:
+            with ThreadPoolExecutor(max_workers=min(jobs, len(batch))) as pool:
+                futures = [pool.submit(execute, s, run_dir, parameters, cell_timeout, log, kernels) for s in batch]
+                stage_results = [f.result() for f in futures]
+        for r in stage_results:
+            results.append(r)
+            log(f"  [{r.spec.index}/{len(steps)}] {r.spec.notebook} {r.spec.target or ''}: {r.status} "
+                f"({r.duration:.1f} s)" + (f" — {reason(r)}" if r.status != "ok" else ""))
+            if r.status != "ok" and failed is None:
+                failed = r
+        log(f"  stage {stage} done in {time.monotonic() - t0:.1f} s")
+        if failed is not None:
+            break
+    return failed
 
 
 def _copy_artifacts(src: Path, dst: Path) -> None:
