@@ -429,7 +429,8 @@ def print_runbook(rb: dict) -> None:
     print("papermill, one notebook (s): " + ", ".join(f"{name} {v:.2f}" for name, v in k["notebook_s"].items()))
     if "one_save_of_an_executed_outbound_s" in k:
         print(f"one save of an executed outbound record: {k['one_save_of_an_executed_outbound_s'] * 1000:.1f} ms "
-              f"(papermill saves before and after each of its {k['cells_in_outbound']} cells)")
+              f"(papermill saves it before and after each of its {k['cells_in_outbound']} cells; the runner's engine at most "
+              "once a second and at the end)")
 
 
 def print_ag(ag: dict) -> None:
