@@ -8,6 +8,7 @@ kernelspec gives (`python -m ipykernel_launcher -f FILE ...`); each reply is {"p
 The child becomes what that command would have started: its own session, the requested working
 directory and environment, default signal handlers, `sys.argv` and `sys.path[0]` as `python -m` sets
 them. End of the requests (the runner closed the pipe or died) ends the zygote and its kernels.
+In `ps`, a forked kernel keeps the zygote's command line.
 """
 from __future__ import annotations
 

@@ -14,7 +14,6 @@ import shutil
 import sys
 import tempfile
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,6 @@ class KernelPool:
         self._starter = ThreadPoolExecutor(max_workers=max(1, ahead), thread_name_prefix="kernel-start")
         self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-stop")
         self._stopping: list[Future] = []
-        self.shutdown_s: list[float] = []       # how long each shutdown took (for bench/)
         self._fork = fork
         self._zygote = None
         self._zygote_lock = threading.Lock()
@@ -110,8 +108,8 @@ class KernelPool:
 
     # -- in the pool's threads -----------------------------------------------------------------------
     def _start(self) -> Kernel:
-        error: Optional[BaseException] = None
         from .kernel_fork import ZygoteError
+        error: Optional[BaseException] = None
         for attempt in range(3):
             try:
                 return asyncio.run(self._start_async())
@@ -173,7 +171,6 @@ class KernelPool:
                 return
 
     def _stop(self, kernel: "Kernel") -> None:
-        t0 = time.monotonic()
         km = kernel.manager
         try:
             kernel.client.stop_channels()
@@ -187,4 +184,3 @@ class KernelPool:
                 asyncio.run(km.shutdown_kernel(now=True))
             except Exception:
                 pass
-        self.shutdown_s.append(time.monotonic() - t0)
