@@ -132,6 +132,7 @@ class Run:
             "kit_version": __version__, "parameter_digest": self.env.digest(), "source": self.env.source,
             "started_utc": self.started.isoformat(timespec="seconds"), "python": platform.python_version(),
             "certificate_dir": str(self.certificate_dir),
+            "process_id": os.getpid(),   # SQL Server shows it as host_process_id of the kit's sessions
         }
         rows = "\n".join(f"| {k} | {'' if v is None else v} |" for k, v in info.items())
         _display_markdown(f"### Run header\n\n| | |\n|---|---|\n{rows}")

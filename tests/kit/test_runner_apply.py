@@ -104,6 +104,22 @@ def test_apply_notebooks_carry_their_true_outcome(shared):
         assert recs.get("seal"), f"{stem} has no seal record"
 
 
+def test_each_record_comes_from_a_fresh_kernel_that_left_no_trace(shared):
+    """The runner's kernels are started ahead, preloaded silently and (on Linux) forked: a record must
+    still look like papermill's own run in a new kernel — cells numbered from 1, no stray stream output
+    (such as a start-up warning), and every kernel a different process."""
+    run_dir = shared.apply.outcome.run_dir
+    pids = set()
+    for stem in R.step_stems(R.APPLY_ORDER):
+        nb = R.read_nb(run_dir / f"{stem}.ipynb")
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), stem
+        streams = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+        assert not streams, (stem, [o["text"][:200] for o in streams])
+        pids.add(read_records(run_dir / f"{stem}.ipynb")["run_header"][0]["process_id"])
+    assert len(pids) == len(R.APPLY_ORDER)
+
+
 def test_apply_records_hold_no_secret(shared):
     secrets = [R.sa_password(), R.DMK_PASSWORD]
     for p in Path(shared.apply.outcome.run_dir).rglob("*"):
