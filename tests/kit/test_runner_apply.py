@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import mirrorkit
-from mirrorkit import params
+from mirrorkit import kernel_fork, params
 from mirrorkit.records import read_records
 
 from . import runbook_helpers as H
@@ -208,11 +208,18 @@ def test_plan_exits_0_changes_nothing_and_has_no_verify_step(shared):
 # --jobs 2
 # ---------------------------------------------------------------------------------------------
 
-def test_jobs_2_reaches_the_same_end_state(shared, tmp_path):
+@pytest.mark.parametrize("launch", ["fork", "spawn"])
+def test_jobs_2_reaches_the_same_end_state(shared, tmp_path, launch):
+    """Also with kernels started the usual way (MIRRORKIT_KERNEL_LAUNCH=spawn), as on macOS and Windows."""
     lab = H.start_lab(tmp_path / "lab", *R.NAMES)
     try:
         with pytest.MonkeyPatch.context() as mp:
             R.secret_environ(mp)
+            mp.setenv(kernel_fork.ENV_SWITCH, launch)
+            if launch == "spawn":
+                def no_zygote(*a, **kw):
+                    raise AssertionError("a zygote was started although MIRRORKIT_KERNEL_LAUNCH=spawn")
+                mp.setattr(kernel_fork, "Zygote", no_zygote)
             p = R.write_params(tmp_path, R.parameter_values(lab))
             timed = R.run(p, mode="apply", out=tmp_path / "runs", certificate_dir=tmp_path / "certs", jobs=2)
         out = timed.outcome
