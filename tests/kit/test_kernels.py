@@ -209,3 +209,13 @@ def test_forked_process_never_signals_a_finished_pid():
     assert watched.wait(timeout=5) == -1
     watched.kill()                      # a no-op: the pidfd is closed, no signal goes to a reused pid
     assert watched.poll() == -1
+
+
+def test_the_zygote_forks_with_one_thread(pool):
+    """A fork keeps only the forking thread: a thread started by an import (a BLAS pool, say) would be
+    missing in every kernel, with whatever locks it held."""
+    kernel = pool.take()
+    try:
+        assert len(os.listdir(f"/proc/{pool._zygote.process.pid}/task")) == 1
+    finally:
+        pool.retire(kernel)
