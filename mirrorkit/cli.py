@@ -93,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target")
     p.add_argument("--role", default="PARTNER", choices=["PARTNER", "WITNESS"])
     p.add_argument("--state-dir", help=state_help)
-    p = sub.add_parser("run", help="execute the runbook with papermill and seal the run folder")
+    p = sub.add_parser("run", help="execute the runbook with papermill and seal the run folder",
+                       epilog="exit codes: 0 ok, 1 a step failed (including verify FAIL), 2 invalid parameters "
+                              "(nothing executed), 3 a secret found in a record (not sealed), 4 a step timed out, "
+                              "5 a kernel died, 130 interrupted (Ctrl-C; the run is sealed as interrupted)")
     p.add_argument("params", help="parameter file, e.g. parameters/lab.yaml")
     p.add_argument("--mode", default="plan", choices=["plan", "apply"])
     p.add_argument("--only", choices=["outbound", "inbound", "witness", "verify"])
@@ -116,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:     # a run handles the first Ctrl-C itself; this is the second, or another command
+        print("\nmirrorkit: aborted (Ctrl-C)", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "lab":
         return _lab(args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -54,6 +55,7 @@ class KernelPool:
         self._starter = ThreadPoolExecutor(max_workers=max(1, ahead), thread_name_prefix="kernel-start")
         self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-stop")
         self._stopping: list[Future] = []
+        self._busy: list[Kernel] = []            # taken and not yet retired
         self._fork = fork
         self._zygote = None
         self._zygote_lock = threading.Lock()
@@ -76,11 +78,31 @@ class KernelPool:
                 self._start_one()
             future = self._starting.pop(0)
             self._start_one()
-        return future.result()
+        kernel = future.result()
+        with self._lock:
+            self._busy.append(kernel)
+        return kernel
 
     def retire(self, kernel: Kernel) -> None:
         with self._lock:
+            if kernel in self._busy:
+                self._busy.remove(kernel)
             self._stopping.append(self._reaper.submit(self._stop, kernel))
+
+    def interrupt_busy(self) -> int:
+        """SIGINT to every kernel in use, as jupyter_client's interrupt_kernel does for ipykernel (its
+        interrupt_mode is "signal"); safe in a signal handler: no event loop, no lock wait. Returns how
+        many kernels were interrupted."""
+        count = 0
+        for kernel in list(self._busy):
+            process = getattr(kernel.manager.provisioner, "process", None)
+            if process is not None:
+                try:
+                    process.send_signal(signal.SIGINT)
+                    count += 1
+                except OSError:
+                    pass
+        return count
 
     def close(self) -> None:
         """Shut down kernels never taken and wait for every shutdown (each bounded by shutdown_wait)."""

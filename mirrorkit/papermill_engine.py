@@ -4,6 +4,7 @@
   and leaves its shutdown to the caller, so that start-up and shutdown happen off the critical path.
 - It saves the output notebook at most once a second while cells run (papermill saves it before and
   after every cell) and always when the notebook ends, also after a timeout or a dead kernel.
+- Given a `stop` event, it starts no further cell once the event is set (the runner sets it on Ctrl-C).
 """
 from __future__ import annotations
 
@@ -16,8 +17,21 @@ NAME = "mirrorkit"
 SAVE_EVERY_S = 1.0
 
 
+class RunInterrupted(Exception):
+    """The run was interrupted before this cell started."""
+
+
 class ThrottledSaves(NotebookExecutionManager):
     final = False
+    stop = None             # a threading.Event
+
+    def cell_complete(self, cell, cell_index=None, **kwargs):
+        super().cell_complete(cell, cell_index, **kwargs)
+        # checked after a cell rather than before the next, so that no unexecuted cell gets marked
+        # "completed" by papermill (it completes a cell in a finally clause)
+        if (self.stop is not None and self.stop.is_set() and cell_index is not None
+                and cell_index < len(self.nb.cells) - 1):
+            raise RunInterrupted(f"the run was interrupted; cells after {cell_index} were not run")
 
     def save(self, **kwargs):
         due = (self.now() - self.last_save_time).total_seconds() >= SAVE_EVERY_S
@@ -32,9 +46,10 @@ class ThrottledSaves(NotebookExecutionManager):
 class RecordEngine(NBClientEngine):
     @classmethod
     def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
-                         autosave_cell_every=30, **kwargs):
+                         autosave_cell_every=30, stop=None, **kwargs):
         nb_man = ThrottledSaves(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
                                 autosave_cell_every=autosave_cell_every)
+        nb_man.stop = stop
         nb_man.notebook_start()
         try:
             cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)

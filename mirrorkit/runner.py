@@ -13,7 +13,9 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -28,8 +30,10 @@ from .kernels import KernelPool
 from .secrets import REGISTRY, SecretError, resolve, scan
 
 OK, INVALID_PARAMETERS, STEP_FAILED, SECRET_FOUND, STEP_TIMED_OUT, KERNEL_DIED = 0, 2, 1, 3, 4, 5
+INTERRUPTED = 130                # 128 + SIGINT, as shells report Ctrl-C
 EXIT_CODES = {"ok": OK, "failed": STEP_FAILED, "invalid_parameters": INVALID_PARAMETERS,
-              "secret_found": SECRET_FOUND, "timed_out": STEP_TIMED_OUT, "kernel_died": KERNEL_DIED}
+              "secret_found": SECRET_FOUND, "timed_out": STEP_TIMED_OUT, "kernel_died": KERNEL_DIED,
+              "interrupted": INTERRUPTED}
 STEPS = ("outbound", "inbound", "witness", "verify")
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 DEFAULT_CELL_TIMEOUT = 600
@@ -125,11 +129,14 @@ def notebook_values(path: Path) -> dict:
 
 # -- executing one notebook ---------------------------------------------------------------------------
 def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, log: Callable[[str], None],
-            kernels: KernelPool) -> StepResult:
+            kernels: KernelPool, stop: Optional[threading.Event] = None) -> StepResult:
     import nbformat
     import papermill as pm
     from . import papermill_engine
     result = StepResult(spec)
+    if stop is not None and stop.is_set():     # queued behind a step that was running at Ctrl-C
+        result.status = "skipped"
+        return result
     out = run_dir / f"{spec.stem}.ipynb"
     source = NOTEBOOK_DIR / f"{spec.notebook}.ipynb"
     p = dict(parameters)
@@ -145,7 +152,8 @@ def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, 
     try:
         kernel = kernels.take()
         pm.execute_notebook(str(source), str(out), parameters=p, kernel_name=kernels.kernel_name,
-                            engine_name=papermill_engine.NAME, kernel=kernel, progress_bar=False, log_output=False,
+                            engine_name=papermill_engine.NAME, kernel=kernel, stop=stop, progress_bar=False,
+                            log_output=False,
                             execution_timeout=cell_timeout, start_timeout=120, cwd=None)
     except Exception as exc:  # classified below
         error = exc
@@ -153,7 +161,7 @@ def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, 
         if kernel is not None:
             kernels.retire(kernel)
     result.ended = utc_iso()
-    result.status, result.exit_code, result.error = classify(error)
+    result.status, result.exit_code, result.error = classify(error, interrupted=stop is not None and stop.is_set())
     if error is not None and hasattr(error, "ename"):
         result.failure = {"cell_index": getattr(error, "cell_index", None), "ename": error.ename,
                           "evalue": REGISTRY.redact(str(error.evalue))[:2000]}
@@ -181,11 +189,13 @@ def reason(result: StepResult) -> str:
     return (lines[0] if lines else result.status)[:300]
 
 
-def classify(error: Optional[BaseException]) -> tuple[str, int, Optional[str]]:
+def classify(error: Optional[BaseException], interrupted: bool = False) -> tuple[str, int, Optional[str]]:
     if error is None:
         return "ok", OK, None
     name = error.__class__.__name__
     text = REGISTRY.redact(str(error))[:2000]
+    if interrupted:
+        return "interrupted", INTERRUPTED, f"interrupted (Ctrl-C): {text}"
     if name == "CellTimeoutError" or "CellTimeoutError" in text:
         return "timed_out", STEP_TIMED_OUT, text
     if name == "DeadKernelError" or "Kernel died" in text or "DeadKernelError" in text:
@@ -209,10 +219,11 @@ def stamp(nb, spec: StepSpec, result: StepResult) -> None:
         "exit_code": result.exit_code, "started": result.started, "ended": result.ended,
         "duration_s": result.duration, "failure": result.failure, "error": result.error, "kit_version": __version__,
     }
-    if result.status in ("timed_out", "kernel_died", "runner_error"):
+    if result.status in ("timed_out", "kernel_died", "runner_error", "interrupted"):
         nb.cells = [c for c in nb.cells if "mirrorkit-outcome" not in c.get("metadata", {}).get("tags", [])]
         words = {"timed_out": "a cell timed out", "kernel_died": "the kernel died",
-                 "runner_error": "the runner could not execute it"}[result.status]
+                 "runner_error": "the runner could not execute it",
+                 "interrupted": "the run was interrupted (Ctrl-C)"}[result.status]
         banner = nbformat.v4.new_markdown_cell(
             f'<span style="color:red; font-size:1.4em">**This step did not complete: {words}.**</span>\n\n'
             f"Status `{result.status}`, exit code {result.exit_code}. {result.error or ''}",
@@ -257,6 +268,35 @@ def sha256(path: Path) -> str:
 
 
 # -- the run ------------------------------------------------------------------------------------------
+class Interruption:
+    """Ctrl-C during a run. The first one stops the run cleanly: the kernels in use get SIGINT (their
+    records show where they stopped), no further cell or step starts, and the run is sealed as
+    "interrupted" (exit 130). A second one aborts at once. Only in the main thread, where Python
+    delivers signals; elsewhere Ctrl-C is left as it is."""
+
+    def __init__(self, kernels: KernelPool):
+        self.kernels = kernels
+        self.requested = threading.Event()
+        self._previous = None
+
+    def __enter__(self) -> "Interruption":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested.is_set():
+            raise KeyboardInterrupt
+        self.requested.set()
+        self.kernels.interrupt_busy()
+        # os.write, not print: a handler that prints can collide with a print it interrupted
+        os.write(2, b"\nmirrorkit run: interrupting; the run will be sealed as interrupted (Ctrl-C again aborts)\n")
+
+
 @dataclass
 class RunOutcome:
     exit_code: int
@@ -311,9 +351,13 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
     results: list[StepResult] = []
     kernels = KernelPool(len(steps), max(1, jobs), cwd=Path.cwd(), log=log)
     try:
-        failed = _run_stages(steps, run_dir, parameters, jobs, cell_timeout, kernels, results, log)
+        with Interruption(kernels) as interruption:
+            failed = _run_stages(steps, run_dir, parameters, jobs, cell_timeout, kernels, results, log,
+                                 interruption.requested)
     finally:
         kernels.close()
+    if interruption.requested.is_set():
+        log("mirrorkit run: interrupted; no further step was started")
     for s in steps:
         if not any(r.spec is s for r in results):
             results.append(StepResult(s, status="skipped"))
@@ -321,6 +365,8 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
     _copy_artifacts(cert_dir, run_dir / "certificates")
     status = failed.status if failed else "ok"
     exit_code = failed.exit_code if failed else OK
+    if interruption.requested.is_set():
+        status, exit_code = "interrupted", INTERRUPTED
     leaks = scan(p for p in run_dir.rglob("*") if p.is_file())
     if leaks:
         status, exit_code = "secret_found", SECRET_FOUND
@@ -336,8 +382,10 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
 
 
 def _run_stages(steps: list[StepSpec], run_dir: Path, parameters: dict, jobs: int, cell_timeout: int,
-                kernels: KernelPool, results: list[StepResult], log: Callable[[str], None]) -> Optional[StepResult]:
-    """Stage after stage; returns the first failed step (the run stops after its stage)."""
+                kernels: KernelPool, results: list[StepResult], log: Callable[[str], None],
+                stop: threading.Event) -> Optional[StepResult]:
+    """Stage after stage; returns the first failed step (the run stops after its stage, and after the
+    current step once `stop` is set)."""
     failed: Optional[StepResult] = None
     for stage in sorted({s.stage for s in steps}):
         batch = [s for s in steps if s.stage == stage]
@@ -348,21 +396,23 @@ def _run_stages(steps: list[StepSpec], run_dir: Path, parameters: dict, jobs: in
             # one at a time: the first failure stops the run before the next notebook starts
             stage_results = []
             for s in batch:
-                stage_results.append(execute(s, run_dir, parameters, cell_timeout, log, kernels))
-                if stage_results[-1].status != "ok":
+                stage_results.append(execute(s, run_dir, parameters, cell_timeout, log, kernels, stop))
+                if stage_results[-1].status != "ok" or stop.is_set():
                     break
         else:
             with ThreadPoolExecutor(max_workers=min(jobs, len(batch))) as pool:
-                futures = [pool.submit(execute, s, run_dir, parameters, cell_timeout, log, kernels) for s in batch]
+                futures = [pool.submit(execute, s, run_dir, parameters, cell_timeout, log, kernels, stop) for s in batch]
                 stage_results = [f.result() for f in futures]
         for r in stage_results:
             results.append(r)
+            if r.status == "skipped":
+                continue
             log(f"  [{r.spec.index}/{len(steps)}] {r.spec.notebook} {r.spec.target or ''}: {r.status} "
                 f"({r.duration:.1f} s)" + (f" — {reason(r)}" if r.status != "ok" else ""))
             if r.status != "ok" and failed is None:
                 failed = r
         log(f"  stage {stage} done in {time.monotonic() - t0:.1f} s")
-        if failed is not None:
+        if failed is not None or stop.is_set():
             break
     return failed
 

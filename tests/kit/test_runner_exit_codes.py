@@ -7,6 +7,8 @@ process with mirrorkit.runner.run or on the command line with `python -m mirrork
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -250,3 +252,49 @@ def test_dead_kernel_exits_5_and_is_stamped_kernel_died(shared, monkeypatch):
     assert m["exit_code"] == 5 and m["status"] == "kernel_died"
     assert m["steps"][0]["status"] == "kernel_died" and m["steps"][0]["exit_code"] == 5
     assert "did not complete" in R.html_text(out.run_dir / "01-outbound-PARTNER_A.html")
+
+
+# ---------------------------------------------------------------------------------------------
+# 130: Ctrl-C — the kernel in use is interrupted, nothing further starts, the run is sealed
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_interrupts_the_step_seals_the_run_and_exits_130(shared, monkeypatch, jobs):
+    import signal
+    import threading
+    d = shared.scratch(f"interrupted-{jobs}")
+    marker = d / "slow-cell-started"
+    source = f"open({str(marker)!r}, 'w').close()\nimport time\ntime.sleep(60)"
+    monkeypatch.setattr(runner, "NOTEBOOK_DIR", R.notebook_dir_with_cell(d / "notebooks", "outbound", source))
+
+    def press_ctrl_c():
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+    before = signal.getsignal(signal.SIGINT)
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    timed = R.run(shared.params, mode="plan", only="outbound", out=d / "runs", certificate_dir=d / "certs",
+                  jobs=jobs)
+    out = timed.outcome
+    assert out.exit_code == runner.INTERRUPTED == 130, "\n".join(timed.log)
+    assert timed.seconds < 40, f"the run took {timed.seconds:.1f} s: the interrupt did not stop the 60 s cell"
+    assert signal.getsignal(signal.SIGINT) == before, "the runner left its SIGINT handler installed"
+    m = R.manifest(out.run_dir)
+    assert m["status"] == "interrupted" and m["exit_code"] == 130 and m["sealed"] is True
+    # jobs 1: the one step in flight; jobs 2: both in flight (every outbound has the slow cell)
+    in_flight = ["PARTNER_A", "PARTNER_B"][:jobs]
+    assert [(s["target"], s["status"]) for s in m["steps"]] == \
+        [(t, "interrupted" if t in in_flight else "skipped") for t in ("PARTNER_A", "PARTNER_B", "WITNESS")]
+    nb = R.read_nb(out.run_dir / "01-outbound-PARTNER_A.ipynb")
+    slow = next(c for c in nb.cells if c.get("id") == "runner-test-extra")
+    errors = [o for o in slow.outputs if o.get("output_type") == "error"]
+    assert errors and errors[0]["ename"] == "KeyboardInterrupt", slow.outputs   # the kernel got the SIGINT
+    assert all(not c.get("outputs") for c in nb.cells[nb.cells.index(slow) + 1:]), "a cell ran after Ctrl-C"
+    assert nb.metadata["mirrorkit"]["status"] == "interrupted"
+    _assert_banner(nb, "interrupted", "interrupted (Ctrl-C)")
+    assert "did not complete" in R.html_text(out.run_dir / "01-outbound-PARTNER_A.html")
+    assert not (out.run_dir / "03-outbound-WITNESS.ipynb").exists()
+    check = R.cli("report", str(out.run_dir), "--check")
+    assert check.returncode == 0 and "interrupted" in check.stdout, R.describe(check)
