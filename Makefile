@@ -52,8 +52,8 @@ lab-status: setup
 
 bench: setup
 	$(PY) bench/roundtrips.py
-	@[ ! -f bench/runbook.py ] || $(PY) bench/runbook.py
-	@[ ! -f bench/verify_scaling.py ] || $(PY) bench/verify_scaling.py
+	$(PY) bench/runbook.py
+	$(PY) bench/verify_scaling.py
 
 clean:
 	rm -rf $(VENV) .mirrorkit-lab build *.egg-info
