@@ -6,8 +6,10 @@ fresh kernel from itself for each notebook of a run (Linux; see mirrorkit.kernel
 Requests are JSON lines {"argv": [...], "cwd": ..., "env": {...}} where argv is the kernel command a
 kernelspec gives (`python -m ipykernel_launcher -f FILE ...`); each reply is {"pid": N} or {"error": ...}.
 The child becomes what that command would have started: its own session, the requested working
-directory and environment, default signal handlers, `sys.argv` and `sys.path[0]` as `python -m` sets
-them. End of the requests (the runner closed the pipe or died) ends the zygote and its kernels.
+directory and environment (plus what the zygote's imports set in theirs, as they would have in the
+kernel), default signal handlers, `sys.argv` and `sys.path` as ipykernel_launcher leaves them; only its
+stdin is /dev/null rather than a pipe nobody writes to (tests/kit/test_kernels.py compares the two).
+End of the requests (the runner closed the pipe or died) ends the zygote and its kernels.
 In `ps`, a forked kernel keeps the zygote's command line.
 """
 from __future__ import annotations
@@ -30,6 +32,8 @@ IMPORT_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 LAUNCHER = ["-m", "ipykernel_launcher"]
 
 _children: set[int] = set()
+_MODULE_PATH_ENTRY = sys.path[0] if sys.path else ""
+_SET_BY_IMPORTS: dict[str, str] = {}     # e.g. debugpy sets PYDEVD_USE_FRAME_EVAL=NO when imported
 
 
 def _reap(signum=None, frame=None) -> None:
@@ -45,6 +49,7 @@ def _reap(signum=None, frame=None) -> None:
 
 
 def _preload() -> None:
+    before = dict(os.environ)
     added = [k for k in IMPORT_ENV if k not in os.environ]
     for k in added:
         os.environ[k] = IMPORT_ENV[k]
@@ -54,6 +59,7 @@ def _preload() -> None:
         importlib.import_module(name)
     for k in added:
         del os.environ[k]
+    _SET_BY_IMPORTS.update((k, v) for k, v in os.environ.items() if k not in before)
     gc.freeze()     # keep the imported objects out of the children's collections: fewer copied pages
 
 
@@ -62,18 +68,23 @@ def _become_kernel(request: dict, pipes) -> int:
     for pipe in pipes:
         pipe.close()
     os.setsid()
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
+    # undo what the zygote changed; the rest (SIGPIPE ignored, …) is already as a new interpreter has it
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.chdir(request.get("cwd") or os.getcwd())
     os.environ.clear()
     os.environ.update(request["env"])
+    for k, v in _SET_BY_IMPORTS.items():    # what those imports would have set in a new kernel
+        os.environ.setdefault(k, v)
     argv = request["argv"]
-    sys.argv = ["ipykernel_launcher"] + argv[3:]
+    import importlib.util
+    sys.argv = [importlib.util.find_spec("ipykernel_launcher").origin] + argv[3:]
     if os.environ.get("JPY_PARENT_PID"):
         # ipykernel read this variable into a class default at import time, in the zygote
         sys.argv.append(f"--IPKernelApp.parent_handle={int(os.environ['JPY_PARENT_PID'])}")
-    sys.path[0] = os.getcwd()
+    # `python -m` put the zygote's working directory first; ipykernel_launcher removes that entry
+    if sys.path and sys.path[0] in ("", _MODULE_PATH_ENTRY):
+        del sys.path[0]
     from ipykernel import kernelapp
     kernelapp.launch_new_instance()
     return 0

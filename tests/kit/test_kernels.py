@@ -69,16 +69,20 @@ def test_a_pool_kernel_is_forked_from_the_zygote_and_talks_over_unix_sockets(poo
         assert isinstance(process, kernel_fork.ForkedProcess)
         assert kernel.manager.transport == "ipc"
         facts = json.loads(run_code(kernel, textwrap.dedent("""
-            import json, os, sys
+            import json, os, signal, sys
             print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
-                              "argv0": sys.argv[0], "path0": sys.path[0], "sid": os.getsid(0),
+                              "signals": [str(signal.getsignal(s)) for s in (signal.SIGPIPE, signal.SIGCHLD,
+                                                                              signal.SIGTERM, signal.SIGHUP)],
+                              "argv0": sys.argv[0], "sid": os.getsid(0),
                               "preloaded": "pandas" in sys.modules and "mirrorkit.runbook" in sys.modules}))
         """))["stdout"])
         assert facts["pid"] == process.pid and facts["ppid"] == pool._zygote.process.pid
-        assert facts["cwd"] == str(tmp_path) and facts["path0"] == str(tmp_path)
+        assert facts["cwd"] == str(tmp_path)
         assert facts["sid"] == facts["pid"]            # its own session, as jupyter_client starts kernels
         assert facts["preloaded"]
-        assert facts["argv0"].endswith("ipykernel_launcher")
+        # signal dispositions as a new interpreter has them (Python ignores SIGPIPE itself)
+        assert facts["signals"] == [str(signal.SIG_IGN), str(signal.SIG_DFL), str(signal.SIG_DFL), str(signal.SIG_DFL)]
+        assert facts["argv0"].endswith("ipykernel_launcher.py")
     finally:
         pool.retire(kernel)
 
@@ -219,3 +223,35 @@ def test_the_zygote_forks_with_one_thread(pool):
         assert len(os.listdir(f"/proc/{pool._zygote.process.pid}/task")) == 1
     finally:
         pool.retire(kernel)
+
+
+def test_a_forked_kernel_looks_like_a_spawned_one(tmp_path, monkeypatch):
+    """What a notebook can observe of its process, forked against started the usual way."""
+    probe = textwrap.dedent("""
+        import json, os, signal, sys
+        names = ("SIGPIPE", "SIGCHLD", "SIGTERM", "SIGHUP", "SIGXFSZ", "SIGINT", "SIGUSR1")
+        umask = os.umask(0); os.umask(umask)
+        print(json.dumps({
+            "signals": {n: str(signal.getsignal(getattr(signal, n))) for n in names},
+            "path": sys.path, "flags": str(sys.flags), "argv0": os.path.basename(sys.argv[0]),
+            "cwd": os.getcwd(), "umask": umask, "sid_is_pid": os.getsid(0) == os.getpid(),
+            "main": sys.modules["__main__"].__name__, "stdin": os.path.realpath("/proc/self/fd/0"),
+            "env": sorted(k for k in os.environ if not k.startswith("JPY_"))}))
+    """)
+    seen = {}
+    for launch in ("fork", "spawn"):
+        monkeypatch.setenv(kernel_fork.ENV_SWITCH, launch)
+        with KernelPool(1, 1, cwd=tmp_path) as p:
+            kernel = p.take()
+            try:
+                assert isinstance(kernel.manager.provisioner.process,
+                                  kernel_fork.ForkedProcess if launch == "fork" else subprocess.Popen)
+                seen[launch] = json.loads(run_code(kernel, probe)["stdout"])
+            finally:
+                p.retire(kernel)
+    fork, spawn = seen["fork"], seen["spawn"]
+    assert set(fork["env"]) ^ set(spawn["env"]) == set(), "environment variables differ"
+    # jupyter_client gives a spawned kernel a pipe nobody writes to as stdin, the zygote /dev/null
+    assert spawn["stdin"].startswith("/proc/") and fork.pop("stdin") == "/dev/null"
+    spawn.pop("stdin")
+    assert fork == spawn
