@@ -25,7 +25,6 @@ import os
 import platform
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import pyodbc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mirrorkit.lab.supervisor import accepts  # noqa: E402
+
 PASSWORD = "Bench-Passw0rd!" + str(random.randint(1000, 9999))
 QUERIES = {
     "catalog": ("SELECT name, state_desc FROM sys.endpoints WHERE endpoint_id = 4", ()),
@@ -46,14 +47,6 @@ QUERIES = {
 }
 EXPECTED = {"catalog": [("TSQL Default TCP", "STARTED")], "parameterised": [("TSQL Default TCP", "STARTED")],
             "select1": [(1,)]}
-
-
-def accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def free_loopback(port: int) -> str:

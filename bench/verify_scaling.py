@@ -25,7 +25,6 @@ import os
 import platform
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,17 +35,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mirrorkit.lab.supervisor import accepts  # noqa: E402
+
 PASSWORD = "Bench-Verify-Passw0rd!" + str(random.randint(1000, 9999))
 DMK = "Bench-Verify-Master-Key-Passw0rd!"
 ENV_SA, ENV_DMK = "MK_VT_SA", "MK_VT_DMK"
-
-
-def accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def free_loopbacks(n: int, taken: set) -> list[str]:
