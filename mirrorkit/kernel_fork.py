@@ -145,20 +145,17 @@ def zygote_for(kernel_name: str, log=lambda s: None) -> Optional[Zygote]:
     """A zygote for this kernelspec, or None (then kernels start the usual way) with the reason logged."""
     if not supported():
         return None
-    from jupyter_client.kernelspec import KernelSpecManager
-    try:
-        argv = KernelSpecManager().get_kernel_spec(kernel_name).argv
+    from jupyter_client.manager import KernelManager
+    try:   # the command jupyter_client would run ("python" resolved to this interpreter, as it does)
+        argv = KernelManager(kernel_name=kernel_name).format_kernel_cmd()
     except Exception as exc:
         log(f"  kernels start the usual way: kernelspec {kernel_name}: {exc}")
         return None
     if len(argv) < 3 or argv[1:3] != ["-m", "ipykernel_launcher"]:
         log(f"  kernels start the usual way: kernelspec {kernel_name} does not run ipykernel_launcher")
         return None
-    python = argv[0]
-    if python in ("python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]):
-        python = sys.executable          # as jupyter_client's format_kernel_cmd does
     try:
-        return Zygote(python)
+        return Zygote(argv[0])
     except (OSError, ZygoteError) as exc:
         log(f"  kernels start the usual way: {exc}")
         return None

@@ -55,7 +55,7 @@ class StepSpec:
 @dataclass
 class StepResult:
     spec: StepSpec
-    status: str = "pending"          # ok | failed | timed_out | kernel_died | runner_error | skipped
+    status: str = "pending"          # ok | failed | timed_out | kernel_died | interrupted | runner_error | skipped
     exit_code: Optional[int] = None
     started: Optional[str] = None
     ended: Optional[str] = None
