@@ -37,7 +37,7 @@ import pyodbc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mirrorkit.lab.supervisor import accepts  # noqa: E402
+from mirrorkit_lab.supervisor import accepts  # noqa: E402
 
 PASSWORD = "Bench-Passw0rd!" + str(random.randint(1000, 9999))
 QUERIES = {
@@ -70,7 +70,7 @@ class Server:
         self.running = None
         if mode == "subprocess":
             env = dict(os.environ, MIRRORKIT_LAB_SA_PASSWORD=PASSWORD, PYTHONPATH=str(ROOT))
-            cmd = [sys.executable, "-m", "mirrorkit.lab.process", "--state-dir", str(state_dir),
+            cmd = [sys.executable, "-m", "mirrorkit_lab.process", "--state-dir", str(state_dir),
                    "--instance", f"BENCH={host},{port}"]
             if cpu is not None:
                 cmd = ["taskset", "-c", str(cpu)] + cmd
@@ -84,7 +84,7 @@ class Server:
                     raise SystemExit("lab instance did not start")
                 time.sleep(0.05)
         else:
-            from mirrorkit.lab.process import RunningInstance
+            from mirrorkit_lab.process import RunningInstance
             self.running = RunningInstance(state_dir, "BENCH", host, port, PASSWORD)
             self.running.start()
 

@@ -13,7 +13,7 @@ floor     the same number of trivial notebooks (one cell `x = 1`, kernel python3
 where     where the fastest sequential (fork) run's time goes: per step, papermill start → first cell,
           the cells (papermill's cell timings, the three slowest named), last cell → papermill end;
           the runner's own work after the steps (artifacts, manifest, seal scan) and what exporting
-          the HTML records costs; papermill notebooks with one import (pandas, mirrorkit.runbook), the
+          the HTML records costs; papermill notebooks with one import (pandas, mirrorkit.notebook.runbook), the
           outbound notebook's cells with `pass` for code, and one save of an executed record.
 ag        availability-group meshes of 2..9 replicas (outbound and inbound on every replica + verify =
           2N+1 notebooks), jobs 1 and 2, each on a fresh lab.
@@ -23,7 +23,7 @@ end_time); with ipykernel 7.4 / jupyter_client about one shutdown in seven takes
 ~0.15 s, so every figure is given as median and best (min) of its repeats, and the floor's with the
 stalls it contains. The runner's shutdowns happen off its critical path.
 
-Lab instances run as separate processes (mirrorkit.lab.supervisor.up, as `mirrorkit lab up` starts
+Lab instances run as separate processes (mirrorkit_lab.supervisor.up, as `mirrorkit lab up` starts
 them) on fresh loopback addresses 127.66.x.y with a temporary state directory. Usage:
 
   .venv/bin/python bench/runbook.py [--repeat 5] [--replicas 2-9] [--ag-jobs 1,2] [--ag-repeat 1]
@@ -53,8 +53,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mirrorkit import kernel_fork, runner  # noqa: E402
-from mirrorkit.lab import supervisor  # noqa: E402
+from mirrorkit.execution import kernel_fork, runner  # noqa: E402
+from mirrorkit_lab import supervisor  # noqa: E402
 
 STAGES = (3, 2, 1, 1)                   # outbound x3 | inbound x2 | witness | verify
 STALL_S = 2.0
@@ -237,9 +237,9 @@ def kernel_side(work: Path, repeat: int, executed: Path | None) -> dict:
     import nbformat
     variants = {"x = 1": trivial_notebook(work / "k-trivial.ipynb"),
                 "import pandas": trivial_notebook(work / "k-pandas.ipynb", "import pandas"),
-                "import mirrorkit.runbook": trivial_notebook(work / "k-runbook.ipynb", "import mirrorkit.runbook"),
-                "import mirrorkit.runbook, pandas, ipywidgets":
-                    trivial_notebook(work / "k-all.ipynb", "import mirrorkit.runbook, pandas, ipywidgets"),
+                "import mirrorkit.notebook.runbook": trivial_notebook(work / "k-runbook.ipynb", "import mirrorkit.notebook.runbook"),
+                "import mirrorkit.notebook.runbook, pandas, ipywidgets":
+                    trivial_notebook(work / "k-all.ipynb", "import mirrorkit.notebook.runbook, pandas, ipywidgets"),
                 "outbound's cells, code = pass": skeleton(work)}
     out: dict = {"notebook_s": {}}
     for label, src in variants.items():

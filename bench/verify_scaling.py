@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mirrorkit.lab.supervisor import accepts  # noqa: E402
+from mirrorkit_lab.supervisor import accepts  # noqa: E402
 
 PASSWORD = "Bench-Verify-Passw0rd!" + str(random.randint(1000, 9999))
 DMK = "Bench-Verify-Master-Key-Passw0rd!"
@@ -62,11 +62,11 @@ class Lab:
         for name, host in self.hosts.items():
             if mode == "subprocess":
                 self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "mirrorkit.lab.process", "--state-dir", str(state_dir),
+                    [sys.executable, "-m", "mirrorkit_lab.process", "--state-dir", str(state_dir),
                      "--instance", f"{name}={host},1433"], env=env, stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE, cwd=ROOT))
             else:
-                from mirrorkit.lab.process import RunningInstance
+                from mirrorkit_lab.process import RunningInstance
                 r = RunningInstance(state_dir, name, host, 1433, PASSWORD)
                 r.start()
                 self.running.append(r)
@@ -109,7 +109,9 @@ def median_ms(xs: list[float]) -> float:
 
 
 def one_size(n: int, args, taken: set, workdir: Path) -> dict:
-    from mirrorkit import params, runbook, verify
+    from mirrorkit.config import parameters as params
+    from mirrorkit.notebook import runbook
+    from mirrorkit.core import verify
     from tests.kit.verify_helpers import run_step, write_parameter_file
     names = [f"REPLICA_{i}" for i in range(1, n + 1)]
     state = workdir / f"n{n}"

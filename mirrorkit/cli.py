@@ -6,46 +6,29 @@ import sys
 from pathlib import Path
 
 
-def _lab(args: argparse.Namespace) -> int:
-    from .lab import supervisor as sup
-    state = sup.state_dir_from(args.state_dir)
-    try:
-        if args.lab_command == "up":
-            sup.up(Path(args.params), state)
-            print(f"lab state in {state}; sa password in {sup.password_file(state)}")
-            return 0
-        if args.lab_command == "down":
-            sup.down(state)
-            return 0
-        if args.lab_command == "status":
-            return sup.status(state)
-        if args.lab_command == "cp":
-            sup.copy(state, args.source, args.target)
-            return 0
-        if args.lab_command == "serve":
-            from .lab.config import load_instances
-            from .lab.process import serve
-            specs = load_instances(Path(args.params))
-            password = sup.sa_password(state)
-            print("serving " + ", ".join(f"{s.name} at {s.server}" for s in specs) + " (Ctrl-C stops)",
-                  flush=True)
-            serve(state, [(s.name, s.host, s.port) for s in specs], password)
-            return 0
-        if args.lab_command == "probe":
-            from .lab.probe import probe_cli
-            return probe_cli(state, args.source, args.target, args.role)
-    except (sup.LabError, sup.LabConfigError) as exc:
-        print(f"mirrorkit lab {args.lab_command}: {exc}", file=sys.stderr)
-        return 2
-    return 2
+LAB_MISSING = ("the lab (the local stand-in SQL Server) is not installed. Install it with "
+               "pip install 'mirrorkit[lab]' (from a checkout: pip install ./lab), or run make demo")
+
+
+def _plugins() -> dict:
+    """Commands other distributions add (entry point group mirrorkit.commands: the lab adds lab and demo)."""
+    from importlib.metadata import entry_points
+    found = {}
+    for ep in entry_points(group="mirrorkit.commands"):
+        try:
+            found[ep.name] = ep.load()
+        except Exception as exc:  # a broken plugin must not take the kit's own commands down
+            print(f"mirrorkit: the command {ep.name!r} from {ep.value} cannot be loaded: {exc}", file=sys.stderr)
+    return found
 
 
 def _verify(args: argparse.Namespace) -> int:
     import json
-    from . import params, verify
-    from .connect import ConnectionFailed
-    from .runbook import Run
-    from .secrets import REGISTRY, SecretError
+    from .config import parameters as params
+    from .core import verify
+    from .access.connection import ConnectionFailed
+    from .notebook.runbook import Run
+    from .access.credentials import REGISTRY, SecretError
     try:
         env = params.load(Path(args.params))
     except params.ParameterError as exc:
@@ -66,33 +49,10 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if verdict.failed else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
+    plugins = _plugins() if plugins is None else plugins
     parser = argparse.ArgumentParser(prog="mirrorkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    lab = sub.add_parser("lab", help="the local stand-in SQL Server")
-    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
-    state_help = "state directory (default: $MIRRORKIT_LAB_STATE_DIR or .mirrorkit-lab)"
-    p = lab_sub.add_parser("up", help="start one instance per entry of the parameter file, in the background")
-    p.add_argument("params")
-    p.add_argument("--state-dir", help=state_help)
-    p = lab_sub.add_parser("down", help="stop the lab's instances")
-    p.add_argument("params", nargs="?", help="ignored; the state directory knows the instances")
-    p.add_argument("--state-dir", help=state_help)
-    p = lab_sub.add_parser("status", help="instances, addresses and endpoint state")
-    p.add_argument("params", nargs="?", help="ignored; the state directory knows the instances")
-    p.add_argument("--state-dir", help=state_help)
-    p = lab_sub.add_parser("serve", help="serve the instances in the foreground (debugging)")
-    p.add_argument("params")
-    p.add_argument("--state-dir", help=state_help)
-    p = lab_sub.add_parser("cp", help="copy a file between two instances' server file systems")
-    p.add_argument("source", help="INSTANCE:PATH")
-    p.add_argument("target", help="INSTANCE:PATH")
-    p.add_argument("--state-dir", help=state_help)
-    p = lab_sub.add_parser("probe", help="make instance A connect to B's mirroring endpoint")
-    p.add_argument("source")
-    p.add_argument("target")
-    p.add_argument("--role", default="PARTNER", choices=["PARTNER", "WITNESS"])
-    p.add_argument("--state-dir", help=state_help)
     p = sub.add_parser("run", help="execute the runbook with papermill and seal the run folder",
                        epilog="exit codes: 0 ok, 1 a step failed (including verify FAIL), 2 invalid parameters "
                               "(nothing executed), 3 a secret found in a record (not sealed), 4 a step timed out, "
@@ -112,9 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check the trust on every instance and pair (read-only); exit 1 on FAIL")
     p.add_argument("params", help="parameter file, e.g. parameters/prod.yaml")
     p.add_argument("--json", help="also write the verdict as JSON to this file")
-    p = sub.add_parser("demo", help="start the lab and run the demo against it")
-    p.add_argument("--params", default=None, help="parameter file (default: parameters/lab.yaml)")
-    p.add_argument("--state-dir", help=state_help)
+    for name, command in plugins.items():
+        command.add_parser(sub)
+    for name in ("lab", "demo"):
+        if name not in plugins:
+            p = sub.add_parser(name, help="(needs the lab: pip install 'mirrorkit[lab]')", add_help=False)
+            p.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -127,13 +90,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "lab":
-        return _lab(args)
+    plugins = _plugins()
+    args = build_parser(plugins).parse_args(argv)
+    if args.command in plugins:
+        return plugins[args.command].run(args)
+    if args.command in ("lab", "demo"):
+        print(f"mirrorkit {args.command}: {LAB_MISSING}", file=sys.stderr)
+        return 2
     if args.command == "verify":
         return _verify(args)
     if args.command == "run":
-        from .runner import run
+        from .execution.runner import run
         outcome = run(Path(args.params), mode=args.mode, only=args.only, target=args.target, jobs=args.jobs,
                       out=Path(args.out) if args.out else None, change_id=args.change_id,
                       cell_timeout=args.cell_timeout,
@@ -155,15 +122,6 @@ def _main(argv: list[str] | None) -> int:
             print(f"mirrorkit report: {exc}", file=sys.stderr)
             return 2
         return 0
-    if args.command == "demo":
-        from .demo import DEFAULT_PARAMS, run
-        from .lab import supervisor as sup
-        try:
-            return run(Path(args.params) if args.params else DEFAULT_PARAMS,
-                       sup.state_dir_from(args.state_dir))
-        except (sup.LabError, sup.LabConfigError) as exc:
-            print(f"mirrorkit demo: {exc}", file=sys.stderr)
-            return 2
     return 2
 
 

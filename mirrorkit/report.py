@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .records import read_records
-from .runner import sha256
+from .notebook.records import read_records
+from .execution.runner import sha256
 
 
 class ReportError(Exception):

@@ -67,7 +67,7 @@ class Lab:
         self.instances: dict[str, LabHandle] = {}
 
     def start(self, name: str, host: str | None = None, port: int = 1433) -> LabHandle:
-        from mirrorkit.lab.process import RunningInstance
+        from mirrorkit_lab.process import RunningInstance
         host = host or next_address()
         running = RunningInstance(self.state_dir, name, host, port, SA_PASSWORD)
         running.start()

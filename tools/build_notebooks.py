@@ -34,7 +34,7 @@ connection: dict = None
 secrets: dict = None
 verify: dict = None'''
 
-START = '''import mirrorkit.runbook as rb
+START = '''import mirrorkit.notebook.runbook as rb
 
 run = rb.start("{notebook}", globals())'''
 

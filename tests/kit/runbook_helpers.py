@@ -198,7 +198,7 @@ def run_notebook(notebook: str, parameter_file: Optional[Path], *, target: Optio
     own error text in the message.
     """
     import papermill
-    from mirrorkit.records import read_records
+    from mirrorkit.notebook.records import read_records
 
     with _counter_lock:
         n = next(_counter)
@@ -520,7 +520,7 @@ class DropAfterStatement:
 
     @staticmethod
     def _drop(server, session) -> None:
-        # lab internals (mirrorkit/lab/tds/server.py, connection.py): the TDS connection that carries session
+        # lab internals (lab/mirrorkit_lab/tds/server.py, connection.py): the TDS connection that carries session
         with server._conns_lock:
             conns = [c for c in server._conns if c.session is session]
         for c in conns:

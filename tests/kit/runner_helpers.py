@@ -101,7 +101,7 @@ class Timed:
 
 def run(params_path: Path, *, mode: str, out: Path, certificate_dir: Path, jobs: int = 1, **kw) -> Timed:
     """mirrorkit.runner.run in this process, with its log captured."""
-    from mirrorkit import runner
+    from mirrorkit.execution import runner
     lines: list[str] = []
     t0 = time.monotonic()
     outcome = runner.run(params_path, mode=mode, out=out, certificate_dir=certificate_dir, jobs=jobs,

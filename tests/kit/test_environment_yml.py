@@ -79,6 +79,9 @@ def _upper(spec: SpecifierSet) -> Optional[Version]:
 
 
 def _requirements(group: str) -> list[Requirement]:
+    if group == "lab":
+        lab = tomllib.loads((ROOT / "lab" / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+        return [Requirement(d) for d in lab["dependencies"] if canonicalize_name(Requirement(d).name) != "mirrorkit"]
     project = _pyproject()["project"]
     deps = project["dependencies"] if group == "runtime" else project["optional-dependencies"][group]
     return [Requirement(d) for d in deps]
@@ -129,6 +132,11 @@ def test_every_test_dependency_is_listed_with_a_compatible_range(req):
     _check(req, _conda_specs())
 
 
+@pytest.mark.parametrize("req", _requirements("lab"), ids=str)
+def test_every_lab_dependency_is_listed_with_a_compatible_range(req):
+    _check(req, _conda_specs())
+
+
 def test_python_version_satisfies_requires_python():
     specs = _conda_specs()
     assert "python" in specs
@@ -142,7 +150,8 @@ def test_odbc_stack_kernel_and_package_are_there():
     for name in ("unixodbc", "freetds", "pyodbc", "ipykernel", "jupyterlab", "keyring", "pip"):
         assert name in specs, f"environment.yml lacks {name}"
     pip = _pip_section()
-    assert "-e ." in [p.strip() for p in pip], f"the pip section must install the package itself: {pip}"
+    assert "-e ." in [p.split("#")[0].strip() for p in pip], f"the pip section must install the package itself: {pip}"
+    assert "-e ./lab" in [p.split("#")[0].strip() for p in pip], f"the pip section must install the lab: {pip}"
     assert all(p.strip().startswith("-e") for p in pip), \
         f"only the package itself comes from pip (the rest is on conda-forge): {pip}"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mirrorkit import params, runner
+from mirrorkit.config import parameters as params
+from mirrorkit.execution import runner
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"

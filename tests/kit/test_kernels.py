@@ -1,4 +1,4 @@
-"""The runner's kernels (mirrorkit.kernels, mirrorkit.kernel_fork, mirrorkit.kernel_zygote).
+"""The runner's kernels (mirrorkit.kernels, mirrorkit.execution.kernel_fork, mirrorkit.execution.kernel_zygote).
 
 A forked kernel must be indistinguishable, for a notebook, from one started the usual way: its own
 process and session, the working directory and environment of the moment it was asked for, fresh
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from mirrorkit import kernel_fork
-from mirrorkit.kernels import KernelPool
+from mirrorkit.execution import kernel_fork
+from mirrorkit.execution.kernels import KernelPool
 
 pytestmark = pytest.mark.skipif(not kernel_fork.supported(), reason="forked kernels need Linux with pidfd")
 
@@ -74,7 +74,7 @@ def test_a_pool_kernel_is_forked_from_the_zygote_and_talks_over_unix_sockets(poo
                               "signals": [str(signal.getsignal(s)) for s in (signal.SIGPIPE, signal.SIGCHLD,
                                                                               signal.SIGTERM, signal.SIGHUP)],
                               "argv0": sys.argv[0], "sid": os.getsid(0),
-                              "preloaded": "pandas" in sys.modules and "mirrorkit.runbook" in sys.modules}))
+                              "preloaded": "pandas" in sys.modules and "mirrorkit.notebook.runbook" in sys.modules}))
         """))["stdout"])
         assert facts["pid"] == process.pid and facts["ppid"] == pool._zygote.process.pid
         assert facts["cwd"] == str(tmp_path)
@@ -166,7 +166,7 @@ def test_kernels_end_when_the_runner_is_killed(tmp_path):
     script = textwrap.dedent(f"""
         import json, os, signal, sys
         from pathlib import Path
-        from mirrorkit.kernels import KernelPool
+        from mirrorkit.execution.kernels import KernelPool
         p = KernelPool(2, 1, cwd=Path({str(tmp_path)!r}))
         k = p.take()
         print(json.dumps({{"zygote": p._zygote.process.pid, "kernel": k.manager.provisioner.process.pid}}), flush=True)

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mirrorkit import params
-from mirrorkit.params import (NOTEBOOK_PARAMETERS, SCHEMA_KEYS, ConnectionSettings, ParameterError, SecretRef,
+from mirrorkit.config import parameters as params
+from mirrorkit.config.parameters import (NOTEBOOK_PARAMETERS, SCHEMA_KEYS, ConnectionSettings, ParameterError, SecretRef,
                               from_values, load)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ def test_lab_file_values_and_defaults():
 
 
 def test_lab_file_still_serves_the_lab():
-    from mirrorkit.lab.config import load_instances
+    from mirrorkit_lab.config import load_instances
     specs = load_instances(LAB)
     env = load(LAB)
     assert [(s.name, s.host, s.port) for s in specs] == [(i.name, i.host, i.port) for i in env.instances]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mirrorkit.records import read_records
+from mirrorkit.notebook.records import read_records
 
 from . import runbook_helpers as H
 from . import runner_helpers as R

@@ -17,7 +17,7 @@ import re
 
 import pytest
 
-from mirrorkit.params import ParameterError, load
+from mirrorkit.config.parameters import ParameterError, load
 
 from . import runbook_helpers as H
 

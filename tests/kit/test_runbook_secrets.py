@@ -142,7 +142,7 @@ def test_peer_login_passwords_are_never_shown(canary):
 def test_the_secrets_were_really_used(canary):
     """The master key opens with the canary password; every PVK backup decrypts with the canary password
     (and not with the redacted text), and holds the private key of the endpoint certificate."""
-    from mirrorkit.lab import crypto
+    from mirrorkit_lab import crypto
     lab, canaries, param_file, runs, tmp = canary
     failed = [r.describe() for r in runs if not r.ok]
     assert not failed, "\n\n".join(failed)

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 import mirrorkit
-from mirrorkit import kernel_fork, params
-from mirrorkit.records import read_records
+from mirrorkit.execution import kernel_fork
+from mirrorkit.config import parameters as params
+from mirrorkit.notebook.records import read_records
 
 from . import runbook_helpers as H
 from . import runner_helpers as R

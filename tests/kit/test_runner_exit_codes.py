@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mirrorkit import runner
-from mirrorkit.records import read_records
+from mirrorkit.execution import runner
+from mirrorkit.notebook.records import read_records
 
 from . import runbook_helpers as H
 from . import runner_helpers as R

@@ -22,7 +22,7 @@ def ag(tmp_path_factory):
 
 
 def test_nine_replicas_verify_passes(ag):
-    from mirrorkit import verify
+    from mirrorkit.core import verify
     assert len(ag.env.instances) == N and all(i.role == "replica" for i in ag.env.instances)
     started = time.monotonic()
     verdict = verify.evaluate(ag.env, verify.collect(ag.env, ag.connection))

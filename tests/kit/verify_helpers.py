@@ -1,7 +1,7 @@
 """Helpers for the verify acceptance tests (tests/kit/test_verify_*.py) and bench/verify_scaling.py.
 
 * a configured lab: in-process lab instances (tests.conftest.Lab) set up by driving the runbook
-  (outbound, inbound, witness) in this process through mirrorkit.runbook.Run — no Jupyter kernel;
+  (outbound, inbound, witness) in this process through mirrorkit.notebook.runbook.Run — no Jupyter kernel;
 * verify in process: mirrorkit.verify.collect + evaluate with the runbook's own connections;
 * the lab-only probe (sys.sp_mirrorkit_probe) for every ordered pair the topology needs;
 * a catalogue of misconfigurations (faults): each knows how to break a correct lab, the findings
@@ -66,11 +66,11 @@ def set_secret_env(environ: Optional[dict] = None) -> None:
 
 @contextlib.contextmanager
 def quiet_runbook():
-    """mirrorkit.runbook shows markdown/tables and writes records through IPython's display; outside a
+    """mirrorkit.notebook.runbook shows markdown/tables and writes records through IPython's display; outside a
     kernel they would only print. Silence them while the runbook is driven in process."""
-    with mock.patch("mirrorkit.runbook._display_markdown", lambda *a, **k: None), \
-            mock.patch("mirrorkit.runbook._display_table", lambda *a, **k: None), \
-            mock.patch("mirrorkit.runbook.record", lambda *a, **k: None):
+    with mock.patch("mirrorkit.notebook.runbook._display_markdown", lambda *a, **k: None), \
+            mock.patch("mirrorkit.notebook.runbook._display_table", lambda *a, **k: None), \
+            mock.patch("mirrorkit.notebook.runbook.record", lambda *a, **k: None):
         yield
 
 
@@ -115,7 +115,7 @@ def runbook_order(env) -> list[tuple[str, str]]:
 
 def run_step(env, notebook: str, target: str, certificate_dir: Path) -> "Any":
     """One runbook notebook's plan + apply, in process (what the notebook's cells call)."""
-    from mirrorkit import runbook
+    from mirrorkit.notebook import runbook
     run = runbook.Run(notebook, env, env.instance(target), "apply", "", Path(certificate_dir), False)
     try:
         with quiet_runbook():
@@ -173,7 +173,7 @@ class ConfiguredLab:
 
     # -- verify ------------------------------------------------------------------------------------
     def connection(self, inst):
-        from mirrorkit import runbook
+        from mirrorkit.notebook import runbook
         if self._verify_run is None:
             self._verify_run = runbook.Run("verify", self.env, None, "plan", "", self.certificate_dir, False)
         return self._verify_run.connection(inst)
@@ -186,11 +186,11 @@ class ConfiguredLab:
             self._verify_run._connections.clear()
 
     def collect(self):
-        from mirrorkit import verify
+        from mirrorkit.core import verify
         return verify.collect(self.env, self.connection)
 
     def verdict(self, now: Optional[datetime] = None):
-        from mirrorkit import verify
+        from mirrorkit.core import verify
         return verify.evaluate(self.env, self.collect(), now)
 
     # -- the transport ------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def configured_lab(state_dir: Path, roles: dict[str, str], *, topology: Optional
                    endpoint: Optional[dict] = None, verify: Optional[dict] = None,
                    configure: bool = True) -> ConfiguredLab:
     """Start the instances, build the parameters and (by default) run the whole runbook in process."""
-    from mirrorkit import params
+    from mirrorkit.config import parameters as params
     set_secret_env()
     lab = new_lab(Path(state_dir) / "lab", roles)
     try:
@@ -310,7 +310,7 @@ def trust_state(cl: ConfiguredLab) -> dict:
 
 def catalog_views() -> list[tuple[str, str]]:
     """(view, scope) for every catalog view the lab serves, the live sys.dm_* views left out."""
-    from mirrorkit.lab.engine.catalog import VIEWS
+    from mirrorkit_lab.engine.catalog import VIEWS
     return sorted((v.name, v.scope) for v in VIEWS.values() if v.scope != "live")
 
 
@@ -821,7 +821,7 @@ class Remediation:
 
 def remediate(cl: ConfiguredLab, faults: Iterable[Fault] = (), rounds: int = 4) -> Remediation:
     """Apply what verify says, round by round, until it passes: remediation_sql on remediation_instance;
-    the named notebook and target (in process, through mirrorkit.runbook.Run); for a prose-only remediation
+    the named notebook and target (in process, through mirrorkit.notebook.runbook.Run); for a prose-only remediation
     the documented T-SQL, applied by the fault (Fault.manual) and listed in the actions."""
     faults = list(faults)
     out = Remediation(cl.verdict())
@@ -970,7 +970,7 @@ def run_verify_notebook(cl: ConfiguredLab, out_dir: Path, name: str = "verify") 
     """notebooks/verify.ipynb under papermill with the lab's parameters injected (as -f params.yaml would),
     in a kernel that inherits this process's environment (the env: secret references)."""
     import papermill
-    from mirrorkit.records import read_records
+    from mirrorkit.notebook.records import read_records
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{name}.ipynb"

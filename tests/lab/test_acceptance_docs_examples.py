@@ -21,7 +21,7 @@ from datetime import datetime
 import pytest
 from cryptography import x509
 
-from mirrorkit.lab.process import instance_home
+from mirrorkit_lab.process import instance_home
 
 # ---- the documented scripts, verbatim ----------------------------------------------------------
 

@@ -4,7 +4,7 @@ documented message text, as pyodbc + FreeTDS shows it:
     [42000] [FreeTDS][SQL Server]<message> (<number>) (SQLExecDirectW)
 
 Templates: the docs' "Database engine events and errors" tables (reference spec §2, §4.4) and
-mirrorkit/lab/engine/errors.py. After each error the statement must have had no effect and the
+lab/mirrorkit_lab/engine/errors.py. After each error the statement must have had no effect and the
 connection must still work.
 """
 from __future__ import annotations

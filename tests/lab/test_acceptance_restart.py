@@ -20,7 +20,7 @@ from pathlib import Path
 import pyodbc
 import pytest
 
-from mirrorkit.lab import supervisor
+from mirrorkit_lab import supervisor
 try:
     from tests.conftest import SA_PASSWORD, odbc_string
 except ImportError:       # bare `pytest`: the project root is not on sys.path

@@ -199,7 +199,7 @@ def test_pytds_with_tls_against_the_instance_certificate(inst, relay):
 
 def test_pytds_rejects_a_certificate_it_does_not_trust(inst, tmp_path):
     """Verification is real: another instance's certificate is not accepted as the CA."""
-    from mirrorkit.lab.crypto import generate_tls_identity
+    from mirrorkit_lab.crypto import generate_tls_identity
     other = tmp_path / "other.pem"
     other.write_bytes(generate_tls_identity("SOMEONE_ELSE")[0])
     with pytest.raises(Exception) as ei:

@@ -1,4 +1,4 @@
-"""Tests for mirrorkit.lab.crypto: real certificates, PVK files, key wrapping, TLS identity."""
+"""Tests for mirrorkit_lab.crypto: real certificates, PVK files, key wrapping, TLS identity."""
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from mirrorkit.lab import crypto
-from mirrorkit.lab.crypto import (
+from mirrorkit_lab import crypto
+from mirrorkit_lab.crypto import (
     BadPassword, DecryptionFailed, InvalidCertificate, InvalidPrivateKeyFile,
 )
 

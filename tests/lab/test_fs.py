@@ -1,4 +1,4 @@
-"""Tests for mirrorkit.lab.fs: the confined per-instance server file system."""
+"""Tests for mirrorkit_lab.fs: the confined per-instance server file system."""
 from __future__ import annotations
 
 import os
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mirrorkit.lab import fs as fsmod
-from mirrorkit.lab.fs import FileExists, PathNotAllowed, ServerFileError, ServerFileNotFound, ServerFileSystem
+from mirrorkit_lab import fs as fsmod
+from mirrorkit_lab.fs import FileExists, PathNotAllowed, ServerFileError, ServerFileNotFound, ServerFileSystem
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -240,7 +240,7 @@ def test_killed_mid_write_leaves_no_target(tmp_path):
     sfs.write_new(r"C:\certs\old.cer", b"old")
     script = textwrap.dedent(f"""
         import os, sys, time
-        from mirrorkit.lab import fs
+        from mirrorkit_lab import fs
         real_write = os.write
         def slow_write(fd, data):
             n = real_write(fd, bytes(data[:len(data) // 2]))

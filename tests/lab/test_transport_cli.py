@@ -12,8 +12,8 @@ from pathlib import Path
 import pyodbc
 import pytest
 
-from mirrorkit.lab import supervisor
-from mirrorkit.lab.probe import endpoint_url, probe_cli
+from mirrorkit_lab import supervisor
+from mirrorkit_lab.probe import endpoint_url, probe_cli
 from mirroring_setup import ENDPOINT, PEER_PASSWORD, cert_file, cert_name, login_name, user_name
 
 ROOT = Path(__file__).resolve().parents[2]

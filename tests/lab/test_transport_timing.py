@@ -5,7 +5,7 @@ handshake keeps no connection.
 Without help these depend on thread timing (about 1 probe in 200 showed no acceptor row in a
 loop of probes). To make them deterministic, the acceptor's thread is held back for a moment
 right after it sends its final handshake message, as a busy scheduler may do: the lab's
-endpoint-to-endpoint messages all go through mirrorkit.lab.transport.wire.send.
+endpoint-to-endpoint messages all go through mirrorkit_lab.transport.wire.send.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from mirrorkit.lab.transport import wire
+from mirrorkit_lab.transport import wire
 from mirroring_setup import ENDPOINT, assert_probe_ok, two_way
 
 A, B = "HOST_A", "HOST_B"

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from fake_engine import FakeInstance
-from mirrorkit.lab.tds.server import TdsServer
+from mirrorkit_lab.tds.server import TdsServer
 from wire_helpers import make_ssl_context
 
 

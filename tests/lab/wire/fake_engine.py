@@ -10,8 +10,8 @@ import re
 import threading
 import uuid
 
-from mirrorkit.lab.engine.api import LoginFailed, Param
-from mirrorkit.lab.engine.results import (
+from mirrorkit_lab.engine.api import LoginFailed, Param
+from mirrorkit_lab.engine.results import (
     Column, DatabaseChanged, Fatal, Message, ResultSet, ReturnStatus, ReturnValue, StatementDone,
     TransactionChanged,
 )

@@ -10,7 +10,7 @@ import time
 
 import pyodbc
 
-from mirrorkit.lab.tds.server import TdsServer
+from mirrorkit_lab.tds.server import TdsServer
 from raw_client import (
     ALL_HEADERS, HDR, RawClient, int_param, login7_payload, nvarchar_param, prelogin_payload, rpc,
 )
@@ -95,7 +95,7 @@ def run_case(port: int, rng: random.Random, state: str, tls: bool = False) -> No
 
 
 def test_fuzz_every_state_then_serve_a_real_client(engine, cert_files, caplog):
-    caplog.set_level(logging.WARNING, logger="mirrorkit.lab.tds")
+    caplog.set_level(logging.WARNING, logger="mirrorkit_lab.tds")
     rng = random.Random(20240229)
     with TdsServer(engine, "127.0.0.1", 0, login_timeout=2.0, max_message_size=128 * 1024) as srv, \
             TdsServer(engine, "127.0.0.1", 0, login_timeout=2.0,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mirrorkit.lab.tds.server import TdsServer
+from mirrorkit_lab.tds.server import TdsServer
 from raw_client import (
     ALL_HEADERS, RawClient, int_param, login7_payload, nvarchar_param, prelogin_payload, rpc,
     walk_tokens,

@@ -11,21 +11,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mirrorkit.lab.engine.results import Column, Message, ResultSet, StatementDone
-from mirrorkit.lab.tds import prelogin as P
-from mirrorkit.lab.tds import tokens as K
-from mirrorkit.lab.tds.login7 import (
+from mirrorkit_lab.engine.results import Column, Message, ResultSet, StatementDone
+from mirrorkit_lab.tds import prelogin as P
+from mirrorkit_lab.tds import tokens as K
+from mirrorkit_lab.tds.login7 import (
     TDS71, TDS71_SP1, TDS72, TDS73A, TDS73B, TDS74, deobfuscate_password, negotiate_version,
     parse_login7,
 )
-from mirrorkit.lab.tds.packets import (
+from mirrorkit_lab.tds.packets import (
     MessageReader, PacketWriter, ProtocolError, PeerClosed, frame,
 )
-from mirrorkit.lab.engine.declarations import Declared, parse_declaration
-from mirrorkit.lab.tds.params import Reader, UnsupportedParameter, read_param_value
-from mirrorkit.lab.tds.response import MetaCache, ResponseBuilder
-from mirrorkit.lab.tds.rpc import parse_rpc, skip_all_headers
-from mirrorkit.lab.tds.types import EncodeError, column_type
+from mirrorkit_lab.engine.declarations import Declared, parse_declaration
+from mirrorkit_lab.tds.params import Reader, UnsupportedParameter, read_param_value
+from mirrorkit_lab.tds.response import MetaCache, ResponseBuilder
+from mirrorkit_lab.tds.rpc import parse_rpc, skip_all_headers
+from mirrorkit_lab.tds.types import EncodeError, column_type
 from raw_client import login7_payload, obfuscate
 
 

@@ -1,0 +1,1 @@
+"""How the kit reaches servers: secret values behind references, and ODBC connections."""

@@ -1,0 +1,1 @@
+"""Execution: mirrorkit run (papermill, kernels, the papermill engine) and the sealed run folder."""

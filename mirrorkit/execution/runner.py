@@ -1,0 +1,453 @@
+"""`mirrorkit run`: the runbook as a sealed change record.
+
+Stages run in the documented order — outbound on every instance, inbound on every
+partner or replica, witness, verify — with independent notebooks of a stage in
+parallel (--jobs), stopping at the first failure. Each executed notebook gets the
+true outcome stamped into its metadata (papermill leaves a cell timeout or a dead
+kernel looking successful), an HTML export, and a line in manifest.json with the
+sha256 of every file. Before sealing, every file is scanned for every secret the
+run resolved.
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+from .. import __version__
+from ..config import parameters as params
+from .kernels import KernelPool
+from ..access.credentials import REGISTRY, SecretError, resolve, scan
+
+OK, INVALID_PARAMETERS, STEP_FAILED, SECRET_FOUND, STEP_TIMED_OUT, KERNEL_DIED = 0, 2, 1, 3, 4, 5
+INTERRUPTED = 130                # 128 + SIGINT, as shells report Ctrl-C
+EXIT_CODES = {"ok": OK, "failed": STEP_FAILED, "invalid_parameters": INVALID_PARAMETERS,
+              "secret_found": SECRET_FOUND, "timed_out": STEP_TIMED_OUT, "kernel_died": KERNEL_DIED,
+              "interrupted": INTERRUPTED}
+STEPS = ("outbound", "inbound", "witness", "verify")
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+DEFAULT_CELL_TIMEOUT = 600
+
+
+@dataclass
+class StepSpec:
+    index: int
+    notebook: str
+    target: Optional[str]
+    stage: int
+
+    @property
+    def stem(self) -> str:
+        from ..core.artifacts import file_stem
+        return f"{self.index:02d}-{self.notebook}" + (f"-{file_stem(self.target)}" if self.target else "")
+
+
+@dataclass
+class StepResult:
+    spec: StepSpec
+    status: str = "pending"          # ok | failed | timed_out | kernel_died | interrupted | runner_error | skipped
+    exit_code: Optional[int] = None
+    started: Optional[str] = None
+    ended: Optional[str] = None
+    duration: Optional[float] = None
+    error: Optional[str] = None
+    failure: Optional[dict] = None
+
+
+def utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def utc_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def plan_steps(env: params.Environment, only: Optional[str] = None, target: Optional[str] = None,
+               mode: str = "apply") -> list[StepSpec]:
+    """The ordered steps; stage numbers group the steps that may run in parallel."""
+    steps: list[StepSpec] = []
+
+    def add(notebook: str, tgt: Optional[str], stage: int) -> None:
+        if only and notebook != only:
+            return
+        if target and tgt and tgt.lower() != target.lower():
+            return
+        steps.append(StepSpec(len(steps) + 1, notebook, tgt, stage))
+    for inst in env.instances:
+        add("outbound", inst.name, 1)
+    for inst in env.instances:
+        if inst.role in ("partner", "replica"):
+            add("inbound", inst.name, 2)
+    if env.witness is not None:
+        add("witness", env.witness.name, 3)
+    if mode == "apply" or only == "verify":
+        add("verify", None, 4)
+    return steps
+
+
+def resolve_all(env: params.Environment) -> list[str]:
+    """Resolve every secret reference once, before anything runs: a missing one stops the run
+    (exit 2), and the values are what the seal scans for. Returns the labels resolved."""
+    labels = []
+    refs = []
+    for inst in env.instances:
+        c = inst.connection
+        if c.authentication == "sql" and c.password is not None:
+            refs.append((c.password.raw, f"{inst.name}: connection.password"))
+    if env.secrets.master_key_password is not None:
+        refs.append((env.secrets.master_key_password.raw, "secrets.master_key_password"))
+    backup = env.certificate.private_key_backup
+    if backup is not None:
+        refs.append((backup.password.raw, "certificate.private_key_backup.password"))
+    seen = set()
+    for raw, label in refs:
+        if raw in seen:
+            continue
+        seen.add(raw)
+        resolve(raw, label, interactive=False)
+        labels.append(label)
+    return labels
+
+
+def notebook_values(path: Path) -> dict:
+    """The parameter file's top-level values as papermill would pass them."""
+    import yaml
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    return {k: data[k] for k in params.NOTEBOOK_PARAMETERS if k in data}
+
+
+# -- executing one notebook ---------------------------------------------------------------------------
+def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, log: Callable[[str], None],
+            kernels: KernelPool, stop: Optional[threading.Event] = None) -> StepResult:
+    import nbformat
+    import papermill as pm
+    from . import engine as papermill_engine
+    result = StepResult(spec)
+    if stop is not None and stop.is_set():     # queued behind a step that was running at Ctrl-C
+        result.status = "skipped"
+        return result
+    out = run_dir / f"{spec.stem}.ipynb"
+    source = NOTEBOOK_DIR / f"{spec.notebook}.ipynb"
+    p = dict(parameters)
+    if spec.notebook == "verify":
+        for key in ("target", "mode", "certificate_dir"):   # verify has none of these
+            p.pop(key, None)
+    elif spec.target:
+        p["target"] = spec.target
+    start = time.monotonic()
+    result.started = utc_iso()
+    error: Optional[BaseException] = None
+    kernel = None
+    try:
+        kernel = kernels.take()
+        pm.execute_notebook(str(source), str(out), parameters=p, kernel_name=kernels.kernel_name,
+                            engine_name=papermill_engine.NAME, kernel=kernel, stop=stop, progress_bar=False,
+                            log_output=False,
+                            execution_timeout=cell_timeout, start_timeout=120, cwd=None)
+    except Exception as exc:  # classified below
+        error = exc
+    finally:
+        if kernel is not None:
+            kernels.retire(kernel)
+    result.ended = utc_iso()
+    result.status, result.exit_code, result.error = classify(error, interrupted=stop is not None and stop.is_set())
+    if error is not None and hasattr(error, "ename"):
+        result.failure = {"cell_index": getattr(error, "cell_index", None), "ename": error.ename,
+                          "evalue": REGISTRY.redact(str(error.evalue))[:2000]}
+    if out.exists():
+        nb = nbformat.read(str(out), as_version=4)
+        if result.status == "ok" and not _has_seal(nb):
+            result.status, result.exit_code, result.error = "failed", STEP_FAILED, "the notebook has no seal record"
+        stamp(nb, spec, result)
+        nbformat.write(nb, str(out))
+        try:
+            export_html(out, nb)  # here, so that parallel steps export in parallel
+        except Exception as exc:  # an export failure must not hide the step's outcome
+            log(f"  HTML export of {out.name} failed: {exc}")
+    elif result.status == "ok":
+        result.status, result.exit_code, result.error = "runner_error", STEP_FAILED, "no output notebook"
+    result.duration = round(time.monotonic() - start, 3)
+    return result
+
+
+def reason(result: StepResult) -> str:
+    """One line saying why a step failed: the exception the notebook raised, else the first text line."""
+    if result.failure and result.failure.get("ename"):
+        return f"{result.failure['ename']}: {result.failure.get('evalue') or ''}".strip()[:300]
+    lines = [ln.strip() for ln in (result.error or "").splitlines() if ln.strip().strip("-")]
+    return (lines[0] if lines else result.status)[:300]
+
+
+def classify(error: Optional[BaseException], interrupted: bool = False) -> tuple[str, int, Optional[str]]:
+    if error is None:
+        return "ok", OK, None
+    name = error.__class__.__name__
+    text = REGISTRY.redact(str(error))[:2000]
+    if interrupted:
+        return "interrupted", INTERRUPTED, f"interrupted (Ctrl-C): {text}"
+    if name == "CellTimeoutError" or "CellTimeoutError" in text:
+        return "timed_out", STEP_TIMED_OUT, text
+    if name == "DeadKernelError" or "Kernel died" in text or "DeadKernelError" in text:
+        return "kernel_died", KERNEL_DIED, text
+    if name == "PapermillExecutionError":
+        return "failed", STEP_FAILED, text
+    return "runner_error", STEP_FAILED, f"{name}: {text}"
+
+
+def _has_seal(nb) -> bool:
+    from ..notebook.records import MIME
+    return any(MIME in o.get("data", {}) and o["data"][MIME].get("name") == "seal"
+               for c in nb.cells for o in c.get("outputs", []))
+
+
+def stamp(nb, spec: StepSpec, result: StepResult) -> None:
+    """The true outcome in the notebook's metadata, and a visible banner when papermill left none."""
+    import nbformat
+    nb.metadata["mirrorkit"] = {
+        "schema_version": 1, "notebook": spec.notebook, "target": spec.target, "status": result.status,
+        "exit_code": result.exit_code, "started": result.started, "ended": result.ended,
+        "duration_s": result.duration, "failure": result.failure, "error": result.error, "kit_version": __version__,
+    }
+    if result.status in ("timed_out", "kernel_died", "runner_error", "interrupted"):
+        nb.cells = [c for c in nb.cells if "mirrorkit-outcome" not in c.get("metadata", {}).get("tags", [])]
+        words = {"timed_out": "a cell timed out", "kernel_died": "the kernel died",
+                 "runner_error": "the runner could not execute it",
+                 "interrupted": "the run was interrupted (Ctrl-C)"}[result.status]
+        banner = nbformat.v4.new_markdown_cell(
+            f'<span style="color:red; font-size:1.4em">**This step did not complete: {words}.**</span>\n\n'
+            f"Status `{result.status}`, exit code {result.exit_code}. {result.error or ''}",
+            metadata={"tags": ["mirrorkit-outcome"]})
+        banner["id"] = "mirrorkit-outcome"
+        nb.cells.insert(0, banner)
+
+
+_EXPORTERS: list = []          # HTMLExporters ready for reuse: building one costs as much as an export
+_EXPORTERS_LOCK = threading.Lock()
+
+
+def export_html(ipynb: Path, nb=None) -> Path:
+    """HTML for the change record: T-SQL and results shown, plumbing inputs hidden."""
+    import nbformat
+    if nb is None:
+        nb = nbformat.read(str(ipynb), as_version=4)
+    with _EXPORTERS_LOCK:
+        exporter = _EXPORTERS.pop() if _EXPORTERS else None
+    if exporter is None:
+        from nbconvert import HTMLExporter
+        from nbconvert.preprocessors import TagRemovePreprocessor
+        exporter = HTMLExporter()
+        exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"hide-input"}, enabled=True),
+                                       enabled=True)
+    try:
+        body, _ = exporter.from_notebook_node(nb)
+    finally:
+        with _EXPORTERS_LOCK:
+            _EXPORTERS.append(exporter)   # one thread at a time per exporter: it keeps per-export state
+    out = ipynb.with_suffix(".html")
+    out.write_text(REGISTRY.redact(body), encoding="utf-8")
+    return out
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# -- the run ------------------------------------------------------------------------------------------
+class Interruption:
+    """Ctrl-C during a run. The first one stops the run cleanly: the kernels in use get SIGINT (their
+    records show where they stopped), no further cell or step starts, and the run is sealed as
+    "interrupted" (exit 130). A second one aborts at once. Only in the main thread, where Python
+    delivers signals; elsewhere Ctrl-C is left as it is."""
+
+    def __init__(self, kernels: KernelPool):
+        self.kernels = kernels
+        self.requested = threading.Event()
+        self._previous = None
+
+    def __enter__(self) -> "Interruption":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested.is_set():
+            raise KeyboardInterrupt
+        self.requested.set()
+        self.kernels.interrupt_busy()
+        # os.write, not print: a handler that prints can collide with a print it interrupted
+        os.write(2, b"\nmirrorkit run: interrupting; the run will be sealed as interrupted (Ctrl-C again aborts)\n")
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int
+    status: str
+    run_dir: Optional[Path]
+    results: list[StepResult] = field(default_factory=list)
+    message: str = ""
+
+
+def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, target: Optional[str] = None,
+        jobs: int = 1, out: Optional[Path] = None, change_id: Optional[str] = None,
+        cell_timeout: int = DEFAULT_CELL_TIMEOUT, certificate_dir: Optional[Path] = None,
+        log: Callable[[str], None] = lambda s: print(s, flush=True)) -> RunOutcome:
+    try:
+        env = params.load(params_path)
+    except params.ParameterError as exc:
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=str(exc))
+    if mode not in ("plan", "apply"):
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=f"--mode {mode}: plan or apply")
+    if only and only not in STEPS:
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None,
+                          message=f"--only {only}: one of {', '.join(STEPS)}")
+    if target:
+        try:
+            target = env.instance(target).name
+        except params.ParameterError as exc:
+            return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=str(exc))
+    if change_id is not None and (not change_id or any(c in change_id for c in "/\\\0") or change_id in (".", "..")):
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None,
+                          message=f"--change-id {change_id!r}: letters, digits and - _ . only")
+    try:
+        resolve_all(env)
+    except SecretError as exc:
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=str(exc))
+    steps = plan_steps(env, only, target, mode)
+    if not steps:
+        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message="no step matches --only/--target")
+    base = Path(out) if out else Path("runs") / env.environment
+    name = utc_stamp() + (f"_{change_id}" if change_id else "")
+    run_dir = base / name
+    for n in range(2, 100):          # two runs started in the same second get their own folders
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+            break
+        except FileExistsError:
+            run_dir = base / f"{name}-{n}"
+    cert_dir = Path(certificate_dir) if certificate_dir else Path("runs") / env.environment / "certificates"
+    parameters = {**notebook_values(params_path), "mode": mode, "change_id": change_id or "",
+                  "certificate_dir": str(cert_dir), "interactive": False}
+    started = utc_iso()
+    log(f"mirrorkit run {env.environment} mode={mode}: {len(steps)} step(s) → {run_dir}")
+    results: list[StepResult] = []
+    kernels = KernelPool(len(steps), max(1, jobs), cwd=Path.cwd(), log=log)
+    try:
+        with Interruption(kernels) as interruption:
+            failed = _run_stages(steps, run_dir, parameters, jobs, cell_timeout, kernels, results, log,
+                                 interruption.requested)
+    finally:
+        kernels.close()
+    if interruption.requested.is_set():
+        log("mirrorkit run: interrupted; no further step was started")
+    for s in steps:
+        if not any(r.spec is s for r in results):
+            results.append(StepResult(s, status="skipped"))
+
+    _copy_artifacts(cert_dir, run_dir / "certificates")
+    status = failed.status if failed else "ok"
+    exit_code = failed.exit_code if failed else OK
+    if interruption.requested.is_set():
+        status, exit_code = "interrupted", INTERRUPTED
+    leaks = scan(p for p in run_dir.rglob("*") if p.is_file())
+    if leaks:
+        status, exit_code = "secret_found", SECRET_FOUND
+    write_manifest(run_dir, env, params_path, mode, change_id, started, status, exit_code, results, leaks)
+    for p in sorted(run_dir.rglob("*")):
+        if p.is_file():
+            p.chmod(0o444)
+    message = (f"secret value found in: {', '.join(str(p.relative_to(run_dir)) for p in leaks)} — the run is not "
+               "sealed; the files are kept for inspection" if leaks else
+               f"{'ok' if exit_code == OK else status}: {run_dir}")
+    log(f"mirrorkit run: {message}")
+    return RunOutcome(exit_code, status, run_dir, results, message)
+
+
+def _run_stages(steps: list[StepSpec], run_dir: Path, parameters: dict, jobs: int, cell_timeout: int,
+                kernels: KernelPool, results: list[StepResult], log: Callable[[str], None],
+                stop: threading.Event) -> Optional[StepResult]:
+    """Stage after stage; returns the first failed step (the run stops after its stage, and after the
+    current step once `stop` is set)."""
+    failed: Optional[StepResult] = None
+    for stage in sorted({s.stage for s in steps}):
+        batch = [s for s in steps if s.stage == stage]
+        t0 = time.monotonic()
+        for s in batch:
+            log(f"  [{s.index}/{len(steps)}] {s.notebook} {s.target or ''} …")
+        if jobs <= 1:
+            # one at a time: the first failure stops the run before the next notebook starts
+            stage_results = []
+            for s in batch:
+                stage_results.append(execute(s, run_dir, parameters, cell_timeout, log, kernels, stop))
+                if stage_results[-1].status != "ok" or stop.is_set():
+                    break
+        else:
+            with ThreadPoolExecutor(max_workers=min(jobs, len(batch))) as pool:
+                futures = [pool.submit(execute, s, run_dir, parameters, cell_timeout, log, kernels, stop) for s in batch]
+                stage_results = [f.result() for f in futures]
+        for r in stage_results:
+            results.append(r)
+            if r.status == "skipped":
+                continue
+            log(f"  [{r.spec.index}/{len(steps)}] {r.spec.notebook} {r.spec.target or ''}: {r.status} "
+                f"({r.duration:.1f} s)" + (f" — {reason(r)}" if r.status != "ok" else ""))
+            if r.status != "ok" and failed is None:
+                failed = r
+        log(f"  stage {stage} done in {time.monotonic() - t0:.1f} s")
+        if failed is not None or stop.is_set():
+            break
+    return failed
+
+
+def _copy_artifacts(src: Path, dst: Path) -> None:
+    if not src.is_dir():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        if f.suffix in (".cer", ".json") and f.is_file():
+            shutil.copy2(f, dst / f.name)
+
+
+def write_manifest(run_dir: Path, env: params.Environment, params_path: Path, mode: str, change_id: Optional[str],
+                   started: str, status: str, exit_code: int, results: list[StepResult], leaks: list[Path]) -> dict:
+    files = {}
+    for p in sorted(run_dir.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            files[str(p.relative_to(run_dir))] = sha256(p)
+    manifest = {
+        "schema_version": 1, "kit_version": __version__, "environment": env.environment, "mode": mode,
+        "change_id": change_id, "operator": getpass.getuser(), "host": socket.gethostname(),
+        "parameter_file": str(params_path), "parameter_file_sha256": sha256(Path(params_path)),
+        "parameter_digest": env.digest(), "started": started, "ended": utc_iso(), "status": status,
+        "exit_code": exit_code, "sealed": not leaks,
+        "steps": [{"index": r.spec.index, "notebook": r.spec.notebook, "target": r.spec.target,
+                   "stage": r.spec.stage, "status": r.status, "exit_code": r.exit_code, "started": r.started,
+                   "ended": r.ended, "duration_s": r.duration, "failure": r.failure, "error": r.error,
+                   "reason": reason(r) if r.status not in ("ok", "skipped") else None,
+                   "notebook_file": f"{r.spec.stem}.ipynb" if (run_dir / f"{r.spec.stem}.ipynb").exists() else None,
+                   "html_file": f"{r.spec.stem}.html" if (run_dir / f"{r.spec.stem}.html").exists() else None}
+                  for r in sorted(results, key=lambda r: r.spec.index)],
+        "files": files,
+        "secret_found_in": [str(p.relative_to(run_dir)) for p in leaks],
+    }
+    (run_dir / "manifest.json").write_text(REGISTRY.redact(json.dumps(manifest, indent=2)) + "\n", encoding="utf-8")
+    return manifest

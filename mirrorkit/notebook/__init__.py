@@ -1,0 +1,1 @@
+"""The notebook layer: what the runbook notebooks call, their displays and records."""
