@@ -110,8 +110,8 @@ def median_ms(xs: list[float]) -> float:
 
 def one_size(n: int, args, taken: set, workdir: Path) -> dict:
     from mirrorkit.config import parameters as params
-    from mirrorkit.notebook import runbook
     from mirrorkit.core import verify
+    from mirrorkit.notebook.session import Session
     from tests.kit.verify_helpers import run_step, write_parameter_file
     names = [f"REPLICA_{i}" for i in range(1, n + 1)]
     state = workdir / f"n{n}"
@@ -139,7 +139,7 @@ def one_size(n: int, args, taken: set, workdir: Path) -> dict:
 
         cold, warm, evals = [], [], []
         for _ in range(args.repeat):
-            run = runbook.Run("verify", env, None, "plan", "", certs, False)
+            run = Session(env)
             t0 = time.perf_counter()
             verdict = verify.evaluate(env, verify.collect(env, run.connection))
             cold.append(time.perf_counter() - t0)
@@ -153,8 +153,7 @@ def one_size(n: int, args, taken: set, workdir: Path) -> dict:
                 warm.append(t2 - t0)
                 evals.append(t2 - t1)
                 check(verdict)
-            for c in run._connections.values():
-                c.close()
+            run.close()
         params_file = write_parameter_file(state / "params.yaml", values)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "mirrorkit", "verify", str(params_file)], cwd=ROOT,

@@ -24,25 +24,22 @@ def _plugins() -> dict:
 
 def _verify(args: argparse.Namespace) -> int:
     import json
+    from .access.connection import ConnectionFailed
+    from .access.credentials import REGISTRY, SecretError
     from .config import parameters as params
     from .core import verify
-    from .access.connection import ConnectionFailed
-    from .notebook.runbook import Run
-    from .access.credentials import REGISTRY, SecretError
+    from .notebook.session import Session
     try:
         env = params.load(Path(args.params))
     except params.ParameterError as exc:
         print(f"mirrorkit verify: invalid parameters, nothing was checked:\n{exc}", file=sys.stderr)
         return 2
-    run = Run("verify", env, None, "plan", "", Path("."), False)
     try:
-        verdict = verify.evaluate(env, verify.collect(env, run.connection))
+        with Session(env) as session:
+            verdict = verify.evaluate(env, verify.collect(env, session.connection))
     except (SecretError, ConnectionFailed) as exc:
         print(f"mirrorkit verify: {REGISTRY.redact(str(exc))}", file=sys.stderr)
         return 2
-    finally:
-        for c in run._connections.values():
-            c.close()
     sys.stdout.write(REGISTRY.redact(verify.text_report(env, verdict)))
     if args.json:
         Path(args.json).write_text(json.dumps(verify.verdict_record(env, verdict), indent=2, default=str) + "\n")

@@ -75,7 +75,7 @@ def summary(run_dir: Path) -> str:
             lines.append(f"       FAILED  {s['instance']}: {s['establishes']}: {s['error']}")
         for p in (recs.get("plan") or [[]])[-1]:
             for f in p.get("findings", []):
-                lines.append(f"       {f['kind']:<7} {p['instance']}: {f['what']}")
+                lines.append(f"       {_finding(f)}")
         if step["notebook"] != "verify" and not applied and not failed and recs.get("plan"):
             steps_planned = sum(len(p["steps"]) for p in recs["plan"][-1])
             lines.append(f"       {'nothing to change' if not steps_planned else f'{steps_planned} statement(s) planned (not applied)'}")
@@ -95,10 +95,16 @@ def summary(run_dir: Path) -> str:
         lines.append(f"  verify: {verdict['status']}")
         for f in verdict["findings"]:
             if f["status"] != "PASS":
-                lines.append(f"    {f['status']} {f['check']} {f['instance']}"
-                             f"{' ← ' + f['peer'] if f.get('peer') else ''}: {f['found']}")
+                lines.append(f"    {_finding(f)}")
         not_ok = [c for c in verdict["matrix"] if c["result"] != "OK"]
         lines.append(f"    trust matrix: {len(verdict['matrix']) - len(not_ok)}/{len(verdict['matrix'])} pairs OK")
         for e in verdict.get("expiry", []):
             lines.append(f"    {e['instance']}: {e['certificate']} expires {e['expiry']} ({e['days_left']} days)")
     return "\n".join(lines) + "\n"
+
+
+def _finding(f: dict) -> str:
+    """One finding as a line; records sealed before the one finding model (schema 1 plans) say kind/what."""
+    if "kind" in f:
+        return f"{f['kind']:<7} {f.get('subject', '')}: {f['what']}"
+    return f"{f['status']} {f['check']} {f['instance']}{' ← ' + f['peer'] if f.get('peer') else ''}: {f['found']}"

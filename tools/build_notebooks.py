@@ -16,27 +16,24 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "notebooks"
 
-PARAMETERS = '''# Parameters. Under papermill: -f parameters/<env>.yaml -p target NAME -p mode apply
-# By hand: set parameters_file and target below, then Run All (mode plan changes nothing).
-target: str = {target}  # instance to configure, as named in the parameter file
+GUARD = '''import mirrorkit.notebook.runbook as rb
+
+rb.guard("{notebook}")  # what papermill injects below is checked before it runs'''
+
+PARAMETERS = '''# Parameters. Under papermill: -p parameters_file parameters/<env>.yaml -p target NAME -p mode apply
+# (not -f: the kit reads and validates the parameter file itself). By hand: set them here, then Run All.
+parameters_file: str = "parameters/lab.yaml"  # the environment's parameter file
+target: str = None  # instance to configure, as named in the parameter file
 mode: str = "plan"  # plan shows what it would do; apply makes the changes
 change_id: str = ""  # change ticket, recorded in the run header
 certificate_dir: str = ""  # public certificate artifacts; default runs/ENVIRONMENT/certificates
-interactive: bool = None  # None means True when no parameters were injected (a person runs it)
-parameters_file: str = "parameters/lab.yaml"  # read only when no parameters were injected
-environment: str = None  # the top-level keys of the parameter file follow
-topology: str = None
-instances: list = None
-endpoint: dict = None
-certificate: dict = None
-logins: dict = None
-connection: dict = None
-secrets: dict = None
-verify: dict = None'''
+interactive: bool = None  # None means True when nothing was injected (a person runs it)
+parameters_sha256: str = ""  # set by mirrorkit run: the sha256 of the parameter file it validated'''
 
-START = '''import mirrorkit.notebook.runbook as rb
-
-run = rb.start("{notebook}", globals())'''
+START = '''run = rb.start(
+    "{notebook}", parameters_file=parameters_file, parameters_sha256=parameters_sha256,{run_args}
+    change_id=change_id, interactive=interactive)'''
+RUN_ARGS = "\n    target=target, mode=mode, certificate_dir=certificate_dir,"
 
 SEAL = "run.seal()"
 
@@ -65,8 +62,8 @@ resolvable when the master key must be created.
 
 Configures one instance to accept its peers' endpoint connections, following Microsoft's procedure
 *Use Certificates for Inbound Connections* (`database-mirroring-use-certificates-for-inbound-connections`).
-For every peer that must connect to the target (mirroring partners with each other and with the witness;
-availability-group replicas full mesh):
+For every peer that must connect to the target (the other mirroring partner — the witness pairs are the
+witness notebook's; availability-group replicas full mesh):
 
 1. a login for the peer, with a random password that is never shown or kept — the certificate authenticates;
 2. a user in `master` for that login;
@@ -93,10 +90,18 @@ its remediation: the T-SQL to run, or the notebook and target to run again.""",
     "witness": """# MK030 — witness: the witness and both partners, both ways
 
 The witness needs the certificate exchange in both directions with both partners (*Example: Setting Up
-Database Mirroring Using Certificates*): outbound on the witness, inbound on the witness for both partners,
-and inbound on both partners for the witness. `target` defaults to the witness.
+Database Mirroring Using Certificates*). This notebook does all of it, in three sections, each planned
+from the live catalog when it is reached:
 
-**Preconditions:** outbound has run on both partners.
+1. outbound on the witness (master key, endpoint certificate, endpoint with `ROLE = WITNESS`, the public
+   certificate exported);
+2. inbound on the witness for both partners (a login, user and certificate per partner, CONNECT);
+3. inbound on both partners for the witness (its certificate from section 1, owned by its own user).
+
+The partners can be set up without a witness (outbound and inbound on each partner cover the two partners);
+a witness is added, or replaced, by running this one notebook. `target` defaults to the witness.
+
+**Preconditions:** outbound has run on both partners (their artifacts are in `certificate_dir`).
 **Rollback:** as for outbound on the witness and inbound for the witness's login on each partner.""",
 }
 
@@ -116,11 +121,26 @@ STEPS = {
 }
 
 ORDER = ["snapshot_before", "plan", "gate", "apply", "snapshot_after", "seal"]
-VERIFY_ORDER = ["verify", "seal", "conclude"]
 STEPS["verify"] = ("## Checks\n\nFindings (check, instance, peer, status, what was found, remediation), the trust "
                    "matrix and the expiry chart; JSON records for `mirrorkit report`.", "verdict = run.verify()")
 STEPS["conclude"] = ("## Verdict\n\nRaises when any check FAILs, so that papermill and schedulers see a "
                      "non-zero exit.", "run.conclude()")
+STEPS["witness_outbound"] = ("## 1. Outbound on the witness\n\nMaster key, endpoint certificate and the endpoint "
+                             "(`ROLE = WITNESS`); then the witness's public certificate is exported for section 3.",
+                             'run.apply("outbound")')
+STEPS["witness_trusts_partners"] = ("## 2. Inbound on the witness, for both partners\n\nPlanned now, from the "
+                                    "catalog as section 1 left it: a login, a user and the partner's certificate "
+                                    "(checked against the live partner) per partner, and CONNECT.",
+                                    'run.apply("witness_trusts_partners")')
+STEPS["partners_trust_witness"] = ("## 3. Inbound on both partners, for the witness\n\nPlanned now: on each "
+                                   "partner a login and user for the witness, the witness certificate exported in "
+                                   "section 1 owned by that user, and CONNECT.", 'run.apply("partners_trust_witness")')
+SEQUENCE = {
+    "outbound": ORDER, "inbound": ORDER,
+    "witness": ["snapshot_before", "plan", "gate", "witness_outbound", "witness_trusts_partners",
+                "partners_trust_witness", "snapshot_after", "seal"],
+    "verify": ["verify", "seal", "conclude"],
+}
 
 
 def build(notebook: str) -> nbformat.NotebookNode:
@@ -129,18 +149,23 @@ def build(notebook: str) -> nbformat.NotebookNode:
         "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3 (ipykernel)"},
         "language_info": {"name": "python"},
     }
-    cells = [nbformat.v4.new_markdown_cell(HEADERS[notebook])]
-    parameters = PARAMETERS.format(target="None")
+    # the code cells are one-line calls into the kit: the HTML record hides them and shows their output
+    plumbing = {"tags": ["hide-input"]}
+    cells = [nbformat.v4.new_markdown_cell(HEADERS[notebook]),
+             nbformat.v4.new_code_cell(GUARD.format(notebook=notebook), metadata=dict(plumbing))]
+    parameters = PARAMETERS
     if notebook == "verify":
         parameters = "\n".join(line for line in parameters.splitlines()
                                 if not line.startswith(("target:", "mode:", "certificate_dir:")))
+        parameters = parameters.replace(" -p target NAME -p mode apply", "")
     cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
-    cells.append(nbformat.v4.new_markdown_cell("## Start\n\nValidates the parameters (nothing is sent to a server "
-                                               "before this passes) and records the run header."))
-    # the code cells are one-line calls into the kit: the HTML record hides them and shows their output
-    plumbing = {"tags": ["hide-input"]}
-    cells.append(nbformat.v4.new_code_cell(START.format(notebook=notebook), metadata=dict(plumbing)))
-    for key in (VERIFY_ORDER if notebook == "verify" else ORDER):
+    cells.append(nbformat.v4.new_markdown_cell("## Start\n\nReads and validates the parameter file (nothing is sent "
+                                               "to a server before this passes), records the run header and the "
+                                               "effective configuration."))
+    run_args = "" if notebook == "verify" else RUN_ARGS
+    cells.append(nbformat.v4.new_code_cell(START.format(notebook=notebook, run_args=run_args),
+                                           metadata=dict(plumbing)))
+    for key in SEQUENCE[notebook]:
         md, code = STEPS[key]
         cells.append(nbformat.v4.new_markdown_cell(md))
         cells.append(nbformat.v4.new_code_cell(code, metadata={"tags": ["hide-input"]}))

@@ -1480,7 +1480,6 @@ def _yaml_hint(problem: str) -> str:
 def load(path: str | Path) -> Environment:
     """Read, check and return the parameter file at ``path``; ParameterError lists every problem."""
     source = str(path)
-    ck = _Checker(source)
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -1489,6 +1488,12 @@ def load(path: str | Path) -> Environment:
     except OSError as exc:
         raise ParameterError(source, [Problem("", f"cannot be read ({exc.strerror or type(exc).__name__})",
                                               "check the path and its permissions")]) from None
+    return load_bytes(data, source)
+
+
+def load_bytes(data: bytes, source: str) -> Environment:
+    """Check and return the parameter file whose bytes are ``data`` (``source`` names it in messages)."""
+    ck = _Checker(source)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

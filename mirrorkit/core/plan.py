@@ -11,25 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Optional
 
-from . import tsql
+from ..access.credentials import Secret, generate_password
+from . import codes, tsql
 from .artifacts import CertificateArtifact
 from .catalog import InstanceState
-from ..access.credentials import Secret, generate_password
-
-BLOCKER, DRIFT, NOTE = "blocker", "drift", "note"
-
-# (ENCRYPTION, ALGORITHM) → sys.database_mirroring_endpoints.encryption_algorithm_desc
-ALGORITHM_DESC = {
-    ("DISABLED", None): "NONE", ("REQUIRED", "RC4"): "RC4", ("REQUIRED", "AES"): "AES",
-    ("SUPPORTED", "RC4"): "NONE, RC4", ("SUPPORTED", "AES"): "NONE, AES", ("REQUIRED", "RC4 AES"): "RC4, AES",
-    ("REQUIRED", "AES RC4"): "AES, RC4", ("SUPPORTED", "RC4 AES"): "NONE, RC4, AES",
-    ("SUPPORTED", "AES RC4"): "NONE, AES, RC4",
-}
-
-
-def algorithm_desc(encryption: str, algorithm: Optional[str]) -> str:
-    enc = encryption.upper()
-    return ALGORITHM_DESC[(enc, None if enc == "DISABLED" else (algorithm or "AES").upper())]
+from .findings import FAIL, NOTE, WARN, Finding, Remediation
 
 
 @dataclass(frozen=True)
@@ -42,14 +28,6 @@ class Step:
         return self.statement.redacted()
 
 
-@dataclass(frozen=True)
-class Finding:
-    kind: str            # blocker | drift | note
-    subject: str         # what it is about (instance, peer, object)
-    what: str
-    remediation: str = ""
-
-
 @dataclass
 class Plan:
     instance: str
@@ -59,7 +37,13 @@ class Plan:
 
     @property
     def blocked(self) -> bool:
-        return any(f.kind == BLOCKER for f in self.findings)
+        return any(f.blocks for f in self.findings)
+
+    def block(self, check: str, found: str, fix: Remediation, peer: Optional[str] = None) -> None:
+        self.findings.append(Finding(check, self.instance, peer, FAIL, found, fix, blocks=True))
+
+    def note(self, check: str, found: str, fix: Optional[Remediation] = None, status=NOTE) -> None:
+        self.findings.append(Finding(check, self.instance, None, status, found, fix))
 
     @property
     def empty(self) -> bool:
@@ -106,12 +90,11 @@ def plan_outbound(spec: OutboundSpec, state: InstanceState, now: datetime) -> Pl
     if not state.master_key:
         add(Step(tsql.create_master_key(spec.master_key_password()), "database master key in master"))
     elif not state.master_key_by_service_key:
-        plan.findings.append(Finding(
-            BLOCKER, "master key",
-            "the master key in master is not encrypted by the service master key, so SQL Server cannot open it "
-            "on its own to use the endpoint certificate's private key (error 28055 at every handshake)",
-            "OPEN MASTER KEY DECRYPTION BY PASSWORD = N'…'; ALTER MASTER KEY ADD ENCRYPTION BY SERVICE MASTER KEY; "
-            "CLOSE MASTER KEY;"))
+        plan.block(
+            "I02", "the master key in master is not encrypted by the service master key, so SQL Server cannot open "
+            "it on its own to use the endpoint certificate's private key (error 28055 at every handshake)",
+            Remediation("OPEN MASTER KEY DECRYPTION BY PASSWORD = N'…'; ALTER MASTER KEY ADD ENCRYPTION BY SERVICE "
+                        "MASTER KEY; CLOSE MASTER KEY;"))
     cert = state.certificate(spec.certificate_name)
     creating_cert = cert is None
     if creating_cert:
@@ -122,28 +105,25 @@ def plan_outbound(spec: OutboundSpec, state: InstanceState, now: datetime) -> Pl
                  f"{expiry:%Y-%m-%d %H:%M} UTC"))
     else:
         if cert.private_key != "MK":
-            why = {"NA": "has no private key", "PW": "has its private key encrypted by a password",
-                   "SK": "has its private key encrypted by the service master key"}.get(cert.private_key, "")
-            plan.findings.append(Finding(
-                BLOCKER, f"certificate {cert.name}",
-                f"the certificate {why}; an endpoint needs a private key encrypted by the master key (28055)",
-                f"set certificate.name to a new name and run again, or DROP CERTIFICATE {tsql.quote_name(cert.name)} "
-                "if nothing uses it"))
+            plan.block(
+                "I09", f"the certificate {cert.name} {codes.PRIVATE_KEY.get(cert.private_key, '')}; an endpoint needs "
+                "a private key encrypted by the master key (28055)",
+                Remediation(f"set certificate.name to a new name and run again, or DROP CERTIFICATE "
+                            f"{tsql.quote_name(cert.name)} if nothing uses it"))
         if cert.expiry <= now:
-            plan.findings.append(Finding(
-                BLOCKER, f"certificate {cert.name}",
-                f"the certificate expired on {cert.expiry:%Y-%m-%d %H:%M} UTC: new mirroring connections fail (28035)",
-                "create a new certificate under a new certificate.name, run outbound and inbound again, then move the "
-                "endpoint to it with ALTER ENDPOINT … AUTHENTICATION = CERTIFICATE (endpoint.allow_alter: true)"))
+            plan.block(
+                "I10", f"the certificate {cert.name} expired on {cert.expiry:%Y-%m-%d %H:%M} UTC: new mirroring "
+                "connections fail (28035)",
+                Remediation("create a new certificate under a new certificate.name, run outbound and inbound again, "
+                            "then move the endpoint to it with ALTER ENDPOINT … AUTHENTICATION = CERTIFICATE "
+                            "(endpoint.allow_alter: true)"))
         elif cert.start > now:
-            plan.findings.append(Finding(
-                BLOCKER, f"certificate {cert.name}",
-                f"the certificate is not valid before {cert.start:%Y-%m-%d %H:%M} UTC", "wait, or use a new certificate"))
+            plan.block("I10", f"the certificate {cert.name} is not valid before {cert.start:%Y-%m-%d %H:%M} UTC",
+                       Remediation("wait, or use a new certificate"))
         elif cert.expiry <= now + timedelta(days=spec.expiry_warning_days):
-            plan.findings.append(Finding(
-                NOTE, f"certificate {cert.name}",
-                f"the certificate expires on {cert.expiry:%Y-%m-%d} ({(cert.expiry - now).days} days)",
-                "plan a rotation: new certificate.name, outbound and inbound, then ALTER ENDPOINT"))
+            plan.note("I10", f"the certificate {cert.name} expires on {cert.expiry:%Y-%m-%d} "
+                      f"({(cert.expiry - now).days} days)",
+                      Remediation("plan a rotation: new certificate.name, outbound and inbound, then ALTER ENDPOINT"))
     _plan_endpoint(spec, state, plan)
     if spec.backup_directory and spec.backup_password and (creating_cert or cert.last_backup is None):
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
@@ -163,9 +143,8 @@ def _plan_endpoint(spec: OutboundSpec, state: InstanceState, plan: Plan) -> None
                                f"endpoint {spec.endpoint_name} on port {spec.port}, STARTED"))
         return
     if ep.name.lower() != spec.endpoint_name.lower():
-        plan.findings.append(Finding(NOTE, f"endpoint {ep.name}",
-                                     f"the instance already has a DATABASE_MIRRORING endpoint named {ep.name}; it is "
-                                     f"reused (one per instance) instead of creating {spec.endpoint_name}"))
+        plan.note("I03", f"the instance already has a DATABASE_MIRRORING endpoint named {ep.name}; it is reused "
+                  f"(one per instance) instead of creating {spec.endpoint_name}")
     changes: dict[str, object] = {}
     details: list[str] = []
     current_cert = state.certificate_by_id(ep.certificate_id)
@@ -182,7 +161,7 @@ def _plan_endpoint(spec: OutboundSpec, state: InstanceState, plan: Plan) -> None
     if (ep.ip_address or None) != wanted_ip:
         changes["ip"] = spec.listener_ip
         details.append(f"LISTENER_IP {ep.ip_address or 'ALL'} instead of {spec.listener_ip}")
-    wanted_alg = algorithm_desc(spec.encryption, spec.algorithm)
+    wanted_alg = codes.algorithm_desc(spec.encryption, spec.algorithm)
     if ep.algorithm != wanted_alg:
         changes["encryption"] = spec.encryption
         changes["algorithm"] = spec.algorithm
@@ -199,11 +178,10 @@ def _plan_endpoint(spec: OutboundSpec, state: InstanceState, plan: Plan) -> None
     if spec.allow_alter:
         plan.steps.append(Step(statement, f"endpoint {ep.name}: " + "; ".join(details)))
     else:
-        plan.findings.append(Finding(
-            DRIFT, f"endpoint {ep.name}",
-            "the endpoint differs from the parameters: " + "; ".join(details) +
-            ". Altering an in-use endpoint can restart it or cause a failover, so the kit leaves it",
-            statement.redacted() + "   -- run it in a maintenance window, or set endpoint.allow_alter: true"))
+        plan.note("I04", f"the endpoint {ep.name} differs from the parameters: " + "; ".join(details) +
+                  ". Altering an in-use endpoint can restart it or cause a failover, so the kit leaves it",
+                  Remediation.sql(statement, spec.instance,
+                                  "run it in a maintenance window, or set endpoint.allow_alter: true"), status=WARN)
 
 
 # -- inbound -------------------------------------------------------------------------------------
@@ -218,18 +196,26 @@ class PeerSpec:
     file_path: Optional[str] = None          # transfer: file — the peer's .cer on the shared location
 
 
-def plan_inbound(instance: str, peers: list[PeerSpec], state: InstanceState, notebook: str = "inbound") -> Plan:
+def plan_inbound(instance: str, peers: list[PeerSpec], state: InstanceState, notebook: str = "inbound",
+                 endpoint_to_come: Optional[str] = None) -> Plan:
+    """The steps that make `instance` trust each peer. `endpoint_to_come` names the endpoint an earlier
+    section of the same notebook creates, when the plan is a preview made before it exists."""
     plan = Plan(instance, notebook)
     add = plan.steps.append
     ep = state.endpoint
-    if ep is None:
-        plan.findings.append(Finding(BLOCKER, instance, "the instance has no DATABASE_MIRRORING endpoint",
-                                     f"run notebooks/outbound.ipynb with target {instance} first"))
+    if ep is None and endpoint_to_come is None:
+        plan.block("I03", "the instance has no DATABASE_MIRRORING endpoint",
+                   Remediation.run("outbound", instance, f"run notebooks/outbound.ipynb with target {instance} first"))
         return plan
+    if ep is None:
+        plan.note("I03", f"the endpoint {endpoint_to_come} does not exist yet: the outbound section of this notebook "
+                  "creates it, and this section is planned again when it is reached")
+    endpoint = ep.name if ep is not None else endpoint_to_come
     for peer in peers:
         if peer.artifact is None:
-            plan.findings.append(Finding(BLOCKER, peer.instance, peer.problem or "no certificate artifact",
-                                         f"run notebooks/outbound.ipynb with target {peer.instance} first"))
+            plan.block("P07", peer.problem or f"no certificate artifact for {peer.instance}",
+                       Remediation.run("outbound", peer.instance,
+                                       f"run notebooks/outbound.ipynb with target {peer.instance} first"), peer.instance)
             continue
         login = state.login(peer.login)
         if login is None:
@@ -241,22 +227,20 @@ def plan_inbound(instance: str, peers: list[PeerSpec], state: InstanceState, not
         if user is None:
             add(Step(tsql.create_user(peer.user, peer.login), f"user {peer.user} for login {peer.login}"))
         elif (user.login or "").lower() != peer.login.lower():
-            plan.findings.append(Finding(
-                BLOCKER, peer.instance,
-                f"user {user.name} exists but maps to {'login ' + user.login if user.login else 'no login'}, "
-                f"not to {peer.login}",
-                f"choose another logins.user, or DROP USER {tsql.quote_name(user.name)} if nothing uses it"))
+            plan.block("P09", f"user {user.name} exists but maps to "
+                       f"{'login ' + user.login if user.login else 'no login'}, not to {peer.login}",
+                       Remediation(f"choose another logins.user, or DROP USER {tsql.quote_name(user.name)} if nothing "
+                                   "uses it"), peer.instance)
             continue
         cert = state.certificate_by_thumbprint(peer.artifact.thumbprint)
         if cert is None:
             same_name = state.certificate(peer.certificate_name)
             if same_name is not None:
-                plan.findings.append(Finding(
-                    BLOCKER, peer.instance,
-                    f"certificate {same_name.name} exists with thumbprint 0x{same_name.thumbprint_hex}, but "
-                    f"{peer.instance}'s endpoint certificate is 0x{peer.artifact.thumbprint_hex} (a stale copy: "
-                    "the peer's connections would fail with 28035)",
-                    f"DROP CERTIFICATE {tsql.quote_name(same_name.name)};  -- then run inbound again"))
+                plan.block("P07", f"certificate {same_name.name} exists with thumbprint 0x{same_name.thumbprint_hex}, "
+                           f"but {peer.instance}'s endpoint certificate is 0x{peer.artifact.thumbprint_hex} (a stale "
+                           "copy: the peer's connections would fail with 28035)",
+                           Remediation.sql(tsql.drop_certificate(same_name.name), instance, "then run this notebook again"),
+                           peer.instance)
                 continue
             if peer.file_path:
                 statement = tsql.create_certificate_from_file(peer.certificate_name, peer.user, peer.file_path)
@@ -267,10 +251,10 @@ def plan_inbound(instance: str, peers: list[PeerSpec], state: InstanceState, not
         elif (cert.owner or "").lower() != peer.user.lower():
             add(Step(tsql.alter_certificate_owner(cert.name, peer.user),
                      f"certificate {cert.name} owned by {peer.user} instead of {cert.owner}"))
-        states = state.permissions.get(peer.login.lower(), set())
+        states = state.endpoint_grants(peer.login) if login is not None else set()
         if "DENY" in states:
-            add(Step(tsql.revoke_deny_connect(ep.name, peer.login), f"remove DENY CONNECT for {peer.login}"))
-            add(Step(tsql.grant_connect(ep.name, peer.login), f"CONNECT on {ep.name} for {peer.login}"))
+            add(Step(tsql.revoke_deny_connect(endpoint, peer.login), f"remove DENY CONNECT for {peer.login}"))
+            add(Step(tsql.grant_connect(endpoint, peer.login), f"CONNECT on {endpoint} for {peer.login}"))
         elif not states & {"GRANT", "GRANT_WITH_GRANT_OPTION"}:
-            add(Step(tsql.grant_connect(ep.name, peer.login), f"CONNECT on {ep.name} for {peer.login}"))
+            add(Step(tsql.grant_connect(endpoint, peer.login), f"CONNECT on {endpoint} for {peer.login}"))
     return plan

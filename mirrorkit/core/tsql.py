@@ -92,12 +92,17 @@ def create_certificate(name: str, subject: str, start: datetime, expiry: datetim
               purpose="endpoint certificate, private key encrypted by the master key")
 
 
-def endpoint_options(certificate: str, encryption: str, algorithm: Optional[str], role: str) -> str:
+def encryption_clause(encryption: str, algorithm: Optional[str]) -> str:
+    """ENCRYPTION = { DISABLED | SUPPORTED | REQUIRED } [ ALGORITHM ... ] (no algorithm when disabled)."""
     enc = encryption.upper()
     if enc != "DISABLED" and algorithm:
         enc += f" ALGORITHM {algorithm.upper()}"
+    return f"ENCRYPTION = {enc}"
+
+
+def endpoint_options(certificate: str, encryption: str, algorithm: Optional[str], role: str) -> str:
     return (f"AUTHENTICATION = CERTIFICATE {quote_name(certificate)},\n"
-            f"        ENCRYPTION = {enc},\n"
+            f"        {encryption_clause(encryption, algorithm)},\n"
             f"        ROLE = {role.upper()}")
 
 
@@ -122,25 +127,15 @@ def alter_endpoint(name: str, *, state: Optional[str] = None, port: Optional[int
     text = f"ALTER ENDPOINT {quote_name(name)}"
     if state:
         text += f"\n    STATE = {state.upper()}"
-    tcp = []
-    if port is not None:
-        tcp.append(f"LISTENER_PORT = {int(port)}")
-    if ip is not None:
-        tcp.append(f"LISTENER_IP = {listener_ip(ip)}")
-    if tcp:
-        text += f"\n    AS TCP ({', '.join(tcp)})"
-    opts = []
-    if certificate is not None:
-        opts.append(f"AUTHENTICATION = CERTIFICATE {quote_name(certificate)}")
-    if encryption is not None:
-        enc = encryption.upper()
-        if enc != "DISABLED" and algorithm:
-            enc += f" ALGORITHM {algorithm.upper()}"
-        opts.append(f"ENCRYPTION = {enc}")
-    if role is not None:
-        opts.append(f"ROLE = {role.upper()}")
-    if opts:
-        text += "\n    FOR DATABASE_MIRRORING (" + ", ".join(opts) + ")"
+    tcp = [f"LISTENER_PORT = {int(port)}" if port is not None else "",
+           f"LISTENER_IP = {listener_ip(ip)}" if ip is not None else ""]
+    if any(tcp):
+        text += f"\n    AS TCP ({', '.join(filter(None, tcp))})"
+    options = [f"AUTHENTICATION = CERTIFICATE {quote_name(certificate)}" if certificate is not None else "",
+               encryption_clause(encryption, algorithm) if encryption is not None else "",
+               f"ROLE = {role.upper()}" if role is not None else ""]
+    if any(options):
+        text += "\n    FOR DATABASE_MIRRORING (" + ", ".join(filter(None, options)) + ")"
     return _s(text + ";", purpose="bring the endpoint to the parameters")
 
 
@@ -197,3 +192,18 @@ def grant_connect(endpoint: str, login: str) -> Statement:
 def revoke_deny_connect(endpoint: str, login: str) -> Statement:
     return _s(f"REVOKE CONNECT ON ENDPOINT::{quote_name(endpoint)} FROM {quote_name(login)};",
               purpose="remove a DENY CONNECT (REVOKE clears a deny)")
+
+
+# -- remediation -------------------------------------------------------------------------------------
+def drop_certificate(name: str) -> Statement:
+    return _s(f"DROP CERTIFICATE {quote_name(name)};", purpose="remove a stale or foreign copy of a certificate")
+
+
+def batch(*statements: Statement) -> Statement:
+    """Statements sent together, one per line (a remediation that needs more than one)."""
+    parts: list[Part] = []
+    for i, s in enumerate(statements):
+        if i:
+            parts.append("\n")
+        parts.extend(s.parts)
+    return Statement(tuple(parts), "; ".join(s.purpose for s in statements if s.purpose))

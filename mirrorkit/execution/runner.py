@@ -120,14 +120,6 @@ def resolve_all(env: params.Environment) -> list[str]:
     return labels
 
 
-def notebook_values(path: Path) -> dict:
-    """The parameter file's top-level values as papermill would pass them."""
-    import yaml
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
-    return {k: data[k] for k in params.NOTEBOOK_PARAMETERS if k in data}
-
-
 # -- executing one notebook ---------------------------------------------------------------------------
 def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, log: Callable[[str], None],
             kernels: KernelPool, stop: Optional[threading.Event] = None) -> StepResult:
@@ -345,7 +337,8 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
         except FileExistsError:
             run_dir = base / f"{name}-{n}"
     cert_dir = Path(certificate_dir) if certificate_dir else Path("runs") / env.environment / "certificates"
-    parameters = {**notebook_values(params_path), "mode": mode, "change_id": change_id or "",
+    parameters = {"parameters_file": str(Path(params_path).resolve()), "parameters_sha256": sha256(Path(params_path)),
+                  "mode": mode, "change_id": change_id or "",
                   "certificate_dir": str(cert_dir), "interactive": False}
     started = utc_iso()
     log(f"mirrorkit run {env.environment} mode={mode}: {len(steps)} step(s) → {run_dir}")

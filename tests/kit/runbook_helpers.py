@@ -120,6 +120,18 @@ def read_parameter_file(path: Path) -> dict:
         return yaml.safe_load(fh)
 
 
+def injected_parameters(parameter_file: Optional[Path], target: Optional[str], mode: str,
+                        certificate_dir: Path, extra: Optional[dict] = None) -> dict[str, Any]:
+    """What an operator passes with papermill -p: the parameter file's path and the run parameters."""
+    parameters: dict[str, Any] = {"parameters_file": str(parameter_file)} if parameter_file else {}
+    if target is not None:
+        parameters["target"] = target
+    parameters["mode"] = mode
+    parameters["certificate_dir"] = str(certificate_dir)
+    parameters.update(extra or {})
+    return parameters
+
+
 # ---------------------------------------------------------------------------------------------
 # Running a notebook
 # ---------------------------------------------------------------------------------------------
@@ -191,11 +203,11 @@ _counter_lock = threading.Lock()
 def run_notebook(notebook: str, parameter_file: Optional[Path], *, target: Optional[str], mode: str,
                  certificate_dir: Path, out_dir: Path, values: Optional[dict] = None,
                  extra: Optional[dict] = None, expect_ok: Optional[bool] = None) -> NotebookRun:
-    """Execute notebooks/<notebook>.ipynb under papermill like `-f parameter_file -p target … -p mode …`.
+    """Execute notebooks/<notebook>.ipynb under papermill like `-p parameters_file FILE -p target … -p mode …`.
 
-    values (instead of a file) passes top-level values as they are (for bad-value tests). The papermill
-    log (with cell outputs) is captured. expect_ok=True/False asserts the outcome with the notebook's
-    own error text in the message.
+    values are injected as they are, like `papermill -f` injects a file's top-level keys (for tests of
+    the refusal); extra adds -p parameters. The papermill log (with cell outputs) is captured.
+    expect_ok=True/False asserts the outcome with the notebook's own error text in the message.
     """
     import papermill
     from mirrorkit.notebook.records import read_records
@@ -205,14 +217,12 @@ def run_notebook(notebook: str, parameter_file: Optional[Path], *, target: Optio
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{n:03d}-{notebook}-{(target or 'default')}-{mode}.ipynb".replace("/", "_")
-    parameters: dict[str, Any] = dict(read_parameter_file(parameter_file)) if parameter_file else {}
+    parameters = injected_parameters(parameter_file, target, mode, certificate_dir, extra)
+    if notebook == "verify":          # verify takes none of these
+        for key in ("target", "mode", "certificate_dir"):
+            parameters.pop(key, None)
     if values is not None:
         parameters.update(values)
-    if target is not None:
-        parameters["target"] = target
-    parameters["mode"] = mode
-    parameters["certificate_dir"] = str(certificate_dir)
-    parameters.update(extra or {})
     capture = _Capture()
     capture.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
     logger = logging.getLogger("papermill")
@@ -261,11 +271,8 @@ def run_in_process(notebook: str, parameter_file: Optional[Path], *, target: Opt
     does; the first failing cell stops the run, as under papermill."""
     import nbformat
     nb = nbformat.read(str(NOTEBOOKS / f"{notebook}.ipynb"), as_version=4)
-    parameters: dict[str, Any] = dict(read_parameter_file(parameter_file)) if parameter_file else {}
-    parameters.update(values or {})
-    if target is not None:
-        parameters["target"] = target
-    parameters.update({"mode": mode, "certificate_dir": str(certificate_dir)})
+    parameters = injected_parameters(parameter_file, target, mode, certificate_dir, values)
+    parameters.setdefault("interactive", False)     # without a kernel the guard sees no injected cell
     namespace: dict[str, Any] = {"__name__": "__main__"}
     out = io.StringIO()
     error = None
@@ -279,11 +286,8 @@ def run_in_process(notebook: str, parameter_file: Optional[Path], *, target: Opt
             if "parameters" in cell.get("metadata", {}).get("tags", []):
                 namespace.update(parameters)
     kit_run = namespace.get("run")
-    for conn in list(getattr(kit_run, "_connections", {}).values()):   # a failed run leaves them open
-        try:
-            conn.close()
-        except Exception:
-            pass
+    if kit_run is not None:          # a failed run leaves its connections open
+        kit_run.close()
     run = InProcessRun(notebook, target, namespace, error, out.getvalue())
     if expect_ok is True:
         assert run.ok, f"{notebook} {target} (in process) failed: {error!r}"

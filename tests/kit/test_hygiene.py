@@ -20,7 +20,7 @@ from mirrorkit.execution import runner
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
-# what mirrorkit.runner passes besides the parameter file's top-level keys (verify has none of the first three)
+# what mirrorkit.runner passes besides parameters_file and parameters_sha256 (verify has none of the first three)
 RUN_PARAMETERS = ("target", "mode", "certificate_dir", "change_id", "interactive")
 PAPERMILL_LEFTOVER_TAGS = ("injected-parameters", "papermill-error-cell-tag", "mirrorkit-outcome")
 
@@ -122,12 +122,16 @@ def test_every_parameter_is_inspectable_by_papermill(name):
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_every_value_the_runner_passes_is_a_declared_parameter(name):
-    """papermill only warns about an unknown parameter; the runner's must all be declared."""
+    """The guard refuses undeclared parameters; the runner's must all be declared, and no configuration
+    key is a notebook parameter (the kit reads the parameter file itself)."""
+    from mirrorkit.notebook import runbook
     declared = set(_declared(_parameters_cell(_nb(name)).source))
-    expected = set(params.NOTEBOOK_PARAMETERS) | set(RUN_PARAMETERS)
+    expected = set(RUN_PARAMETERS) | {"parameters_file", "parameters_sha256"}
     if name == "verify":
         expected -= {"target", "mode", "certificate_dir"}
     assert expected <= declared, f"{name} does not declare {sorted(expected - declared)}"
+    assert not declared & set(params.NOTEBOOK_PARAMETERS), f"{name} declares configuration keys"
+    assert set(runbook.arguments(name)) == declared, "the guard lets through exactly the declared parameters"
 
 
 def test_build_notebooks_check_passes():

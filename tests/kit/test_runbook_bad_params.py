@@ -2,12 +2,11 @@
 
 Two paths, 27 cases in all (25 bad parameter files, plus a bad `target` and a bad `mode` run parameter):
 
-* the notebook path — the file is passed to the notebook as papermill's `-f` would pass it (its top-level
-  values read with YAML 1.1, then `-p target/mode`); the notebook must fail, show the message in the
-  executed notebook (source, key path, what to write instead) and no mirrorkit session may have logged in
-  to any lab instance (a spy on the in-process lab instances counts logins by APP=mirrorkit/…); the catalog
-  stays as it was and there is no `statement` record. Under papermill the kit cannot know the file's name,
-  so the source it names is `<notebook parameters>`;
+* the notebook path — the file is passed to the notebook as `-p parameters_file FILE` (then `-p
+  target/mode`), and the kit reads and validates it as `mirrorkit run` does; the notebook must fail, show
+  the message in the executed notebook (the file, the key path, what to write instead) and no mirrorkit
+  session may have logged in to any lab instance (a spy on the in-process lab instances counts logins by
+  APP=mirrorkit/…); the catalog stays as it was and there is no `statement` record;
 * `mirrorkit.params.load(path)` for the rest, whose messages must name the file, the key path (or the
   line and column of a YAML syntax error) and the fix.
 """
@@ -209,7 +208,9 @@ def test_notebook_shows_the_message(notebook_failures, case):
     assert not missing, (f"{case}: the executed notebook does not show {missing}; the failing cell shows:\n"
                          f"{shown!r}\n(papermill: {run.error!r})")
     if case != "bad_mode":
-        assert "<notebook parameters>" in shown, "the message names its source"
+        assert f"{case}.yaml: " in shown, "the message names the parameter file"
+    if case not in ("bad_mode", "unknown_target"):
+        assert "(line " in shown, "the message gives the line in the file"
     # (papermill itself writes the injected values into the notebook; the kit must not repeat the value)
     assert "Sup3r-Secret-Value!" not in shown, "the message echoes the clear password"
 
@@ -218,6 +219,6 @@ def test_parameter_error_is_a_message_not_a_traceback(notebook_failures):
     """runbook.py: RunbookError/ParameterError are 'shown without a traceback' (the cell still fails)."""
     run, _, _ = notebook_failures["endpoint_port_out_of_range"]
     shown = _shown(run)
-    assert "ParameterError: <notebook parameters>: endpoint.port:" in shown, shown
+    assert re.search(r"ParameterError: \S*endpoint_port_out_of_range\.yaml: endpoint\.port:", shown), shown
     assert "Traceback" not in shown and "Custom TB Handler failed" not in shown, shown
-    assert "mirrorkit/params.py" not in shown and "mirrorkit/runbook.py" not in shown, shown
+    assert "mirrorkit/config/" not in shown and "mirrorkit/notebook/" not in shown, shown

@@ -8,8 +8,9 @@ after the statement. The kit sees a communication-link failure on a statement th
 failed and stops, leaving a real partial state (statements 1..k committed, nothing after).
 
 For each step of the runbook that changes something — outbound on PARTNER_A (master key, certificate,
-endpoint, private-key backup: 4 statements), inbound on PARTNER_A (login, user, certificate, grant for two
-peers: 8) and witness (the witness's inbound for both partners: 8) — and for every k, on fresh instances:
+endpoint, private-key backup: 4 statements), inbound on PARTNER_A (login, user, certificate, grant for the
+other partner: 4) and witness (the witness's inbound for both partners, then both partners' inbound for the
+witness: 16) — and for every k, on fresh instances:
 
 1. the earlier runbook steps run uninterrupted (the notebooks' own cells, in process, to keep kernels few);
 2. the step runs with the fault after statement k (the notebook's cells in process) and fails;
@@ -38,7 +39,7 @@ PAIRS = [("PARTNER_A", "PARTNER_B", "PARTNER"), ("PARTNER_B", "PARTNER_A", "PART
          ("PARTNER_A", "WITNESS", "WITNESS"), ("PARTNER_B", "WITNESS", "WITNESS"),
          ("WITNESS", "PARTNER_A", "PARTNER"), ("WITNESS", "PARTNER_B", "PARTNER")]
 # (notebook, target) → statements an uninterrupted run of that step sends
-STEPS = {("outbound", "PARTNER_A"): 4, ("inbound", "PARTNER_A"): 8, ("witness", "WITNESS"): 8}
+STEPS = {("outbound", "PARTNER_A"): 4, ("inbound", "PARTNER_A"): 4, ("witness", "WITNESS"): 16}
 CASES = [(nb, target, k) for (nb, target), total in STEPS.items() for k in range(1, total + 1)]
 
 

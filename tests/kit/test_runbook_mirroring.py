@@ -27,10 +27,12 @@ ROLES = {"PARTNER_A": "partner", "PARTNER_B": "partner", "WITNESS": "witness"}
 PEERS = {"PARTNER_A": ["PARTNER_B", "WITNESS"], "PARTNER_B": ["PARTNER_A", "WITNESS"],
          "WITNESS": ["PARTNER_A", "PARTNER_B"]}
 ENDPOINT_ROLE = {"PARTNER_A": "ALL", "PARTNER_B": "ALL", "WITNESS": "WITNESS"}
+# inbound on a partner trusts the other partner; the witness pairs are the witness notebook's
+INBOUND_PEERS = {"PARTNER_A": ["PARTNER_B"], "PARTNER_B": ["PARTNER_A"]}
 # statements the documented order sends: outbound 3 each; inbound 4 per peer; witness: inbound on the
-# witness for both partners (the partners already trust the witness after their own inbound run)
+# witness for both partners and on both partners for the witness
 EXPECTED_STATEMENTS = [("outbound", "PARTNER_A", 3), ("outbound", "PARTNER_B", 3), ("outbound", "WITNESS", 3),
-                       ("inbound", "PARTNER_A", 8), ("inbound", "PARTNER_B", 8), ("witness", "WITNESS", 8)]
+                       ("inbound", "PARTNER_A", 4), ("inbound", "PARTNER_B", 4), ("witness", "WITNESS", 16)]
 
 
 def _utcnow() -> datetime:
@@ -165,7 +167,7 @@ def test_plan_mode_inbound_changes_nothing_and_shows_the_full_tsql(mirroring):
     assert "statement" not in run.records
     sqls = [" ".join(s["sql"].split()) for s in run.plan_steps()]
     expected = []
-    for peer in PEERS["PARTNER_A"]:
+    for peer in INBOUND_PEERS["PARTNER_A"]:
         der = (mirroring.cert_dir / f"{peer}.cer").read_bytes()
         expected += [f"CREATE LOGIN [{peer}_dbm_login] WITH PASSWORD = N'********';",
                      f"CREATE USER [{peer}_dbm_user] FOR LOGIN [{peer}_dbm_login];",
@@ -184,17 +186,18 @@ def test_plan_mode_witness_changes_nothing_and_shows_the_full_tsql(mirroring):
     plans = run.records["plan"][-1]
     assert [(p["instance"], p["notebook"], len(p["steps"]), p["blocked"]) for p in plans] == [
         ("WITNESS", "outbound", 0, False), ("WITNESS", "witness inbound", 8, False),
-        ("PARTNER_A", "witness inbound", 0, False), ("PARTNER_B", "witness inbound", 0, False)]
-    sqls = [" ".join(s["sql"].split()) for s in plans[1]["steps"]]
-    expected = []
-    for peer in PEERS["WITNESS"]:
+        ("PARTNER_A", "witness inbound", 4, False), ("PARTNER_B", "witness inbound", 4, False)]
+
+    def trust(peer: str) -> list[str]:
         der = (mirroring.cert_dir / f"{peer}.cer").read_bytes()
-        expected += [f"CREATE LOGIN [{peer}_dbm_login] WITH PASSWORD = N'********';",
-                     f"CREATE USER [{peer}_dbm_user] FOR LOGIN [{peer}_dbm_login];",
-                     f"CREATE CERTIFICATE [{peer}_dbm_cert] AUTHORIZATION [{peer}_dbm_user] "
-                     f"FROM BINARY = 0x{der.hex().upper()};",
-                     f"GRANT CONNECT ON ENDPOINT::[Mirroring] TO [{peer}_dbm_login];"]
-    assert sqls == expected
+        return [f"CREATE LOGIN [{peer}_dbm_login] WITH PASSWORD = N'********';",
+                f"CREATE USER [{peer}_dbm_user] FOR LOGIN [{peer}_dbm_login];",
+                f"CREATE CERTIFICATE [{peer}_dbm_cert] AUTHORIZATION [{peer}_dbm_user] "
+                f"FROM BINARY = 0x{der.hex().upper()};",
+                f"GRANT CONNECT ON ENDPOINT::[Mirroring] TO [{peer}_dbm_login];"]
+    assert [" ".join(s["sql"].split()) for s in plans[1]["steps"]] == trust("PARTNER_A") + trust("PARTNER_B")
+    for i in (2, 3):
+        assert [" ".join(s["sql"].split()) for s in plans[i]["steps"]] == trust("WITNESS")
 
 
 # ---------------------------------------------------------------------------------------------

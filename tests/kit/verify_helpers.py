@@ -1,7 +1,7 @@
 """Helpers for the verify acceptance tests (tests/kit/test_verify_*.py) and bench/verify_scaling.py.
 
 * a configured lab: in-process lab instances (tests.conftest.Lab) set up by driving the runbook
-  (outbound, inbound, witness) in this process through mirrorkit.notebook.runbook.Run — no Jupyter kernel;
+  (outbound, inbound, witness) in this process through mirrorkit.notebook.runbook.open_run — no Jupyter kernel;
 * verify in process: mirrorkit.verify.collect + evaluate with the runbook's own connections;
 * the lab-only probe (sys.sp_mirrorkit_probe) for every ordered pair the topology needs;
 * a catalogue of misconfigurations (faults): each knows how to break a correct lab, the findings
@@ -68,9 +68,9 @@ def set_secret_env(environ: Optional[dict] = None) -> None:
 def quiet_runbook():
     """mirrorkit.notebook.runbook shows markdown/tables and writes records through IPython's display; outside a
     kernel they would only print. Silence them while the runbook is driven in process."""
-    with mock.patch("mirrorkit.notebook.runbook._display_markdown", lambda *a, **k: None), \
-            mock.patch("mirrorkit.notebook.runbook._display_table", lambda *a, **k: None), \
-            mock.patch("mirrorkit.notebook.runbook.record", lambda *a, **k: None):
+    with mock.patch("mirrorkit.notebook.display.markdown", lambda *a, **k: None), \
+            mock.patch("mirrorkit.notebook.display.table", lambda *a, **k: None), \
+            mock.patch("mirrorkit.notebook.records.record", lambda *a, **k: None):
         yield
 
 
@@ -116,19 +116,16 @@ def runbook_order(env) -> list[tuple[str, str]]:
 def run_step(env, notebook: str, target: str, certificate_dir: Path) -> "Any":
     """One runbook notebook's plan + apply, in process (what the notebook's cells call)."""
     from mirrorkit.notebook import runbook
-    run = runbook.Run(notebook, env, env.instance(target), "apply", "", Path(certificate_dir), False)
+    run = runbook.open_run(notebook, env, target=target, mode="apply", certificate_dir=Path(certificate_dir))
     try:
         with quiet_runbook():
             run.plan()
             blocked = [p for p in run.plans if p.blocked]
             assert not blocked, f"{notebook} {target}: blocked: " + "; ".join(
-                f.what for p in blocked for f in p.findings)
+                f.found for p in blocked for f in p.findings)
             run.apply()
     finally:
-        for c in run._connections.values():
-            with contextlib.suppress(Exception):
-                c.close()
-        run._connections.clear()
+        run.close()
     return run
 
 
@@ -173,17 +170,14 @@ class ConfiguredLab:
 
     # -- verify ------------------------------------------------------------------------------------
     def connection(self, inst):
-        from mirrorkit.notebook import runbook
+        from mirrorkit.notebook.session import Session
         if self._verify_run is None:
-            self._verify_run = runbook.Run("verify", self.env, None, "plan", "", self.certificate_dir, False)
+            self._verify_run = Session(self.env)
         return self._verify_run.connection(inst)
 
     def close(self) -> None:
         if self._verify_run is not None:
-            for c in self._verify_run._connections.values():
-                with contextlib.suppress(Exception):
-                    c.close()
-            self._verify_run._connections.clear()
+            self._verify_run.close()
 
     def collect(self):
         from mirrorkit.core import verify
@@ -821,7 +815,7 @@ class Remediation:
 
 def remediate(cl: ConfiguredLab, faults: Iterable[Fault] = (), rounds: int = 4) -> Remediation:
     """Apply what verify says, round by round, until it passes: remediation_sql on remediation_instance;
-    the named notebook and target (in process, through mirrorkit.notebook.runbook.Run); for a prose-only remediation
+    the named notebook and target (in process, through mirrorkit.notebook.runbook.open_run); for a prose-only remediation
     the documented T-SQL, applied by the fault (Fault.manual) and listed in the actions."""
     faults = list(faults)
     out = Remediation(cl.verdict())
@@ -967,14 +961,14 @@ class NotebookOutcome:
 
 
 def run_verify_notebook(cl: ConfiguredLab, out_dir: Path, name: str = "verify") -> NotebookOutcome:
-    """notebooks/verify.ipynb under papermill with the lab's parameters injected (as -f params.yaml would),
-    in a kernel that inherits this process's environment (the env: secret references)."""
+    """notebooks/verify.ipynb under papermill with the lab's parameter file (-p parameters_file FILE), in a
+    kernel that inherits this process's environment (the env: secret references)."""
     import papermill
     from mirrorkit.notebook.records import read_records
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{name}.ipynb"
-    parameters = dict(cl.values)
+    parameters = {"parameters_file": str(write_parameter_file(out_dir / f"{name}.params.yaml", cl.values))}
     started = time.monotonic()
     error = None
     try:
