@@ -383,7 +383,7 @@ class Session:
                                "member_principal_id=?", (store.SYSADMIN_ID, pid)))
 
     def has_permission(self, securable: Optional[str], klass: Optional[str], permission: str) -> bool:
-        return login_has_permission(self, self.login_id, securable, klass, permission)
+        return login_has_permission(self.conn, self.login_id, securable, klass, permission)
 
     def server_property(self, name: str) -> Any:
         return self.instance.server_property(name)
