@@ -128,8 +128,8 @@ class LabInstance:
             return any(s.login_id == principal_id for s in self.sessions.values())
 
     def after_commit(self, session: Session) -> None:
-        if self.transport is not None and getattr(session, "_endpoint_dirty", False):
-            session._endpoint_dirty = False
+        if self.transport is not None and session.endpoint_dirty:
+            session.endpoint_dirty = False
             self.transport.reconcile()
 
     def endpoint_changing(self, conn) -> None:
@@ -137,7 +137,7 @@ class LabInstance:
             self.transport.prepare(conn)
         for s in list(self.sessions.values()):
             if s.conn is conn:
-                s._endpoint_dirty = True
+                s.endpoint_dirty = True
 
     def database_names(self) -> tuple[tuple[str, int], ...]:
         if self._databases is None:

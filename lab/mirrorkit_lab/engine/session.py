@@ -93,6 +93,7 @@ class Session:
         self.cancelled = threading.Event()
         self.variables: dict[str, Variable] = {}
         self.closed = False
+        self.endpoint_dirty = False     # endpoint DDL ran; the transport reconciles after commit
 
     # -- EngineSession API ---------------------------------------------------------------------
     @property
