@@ -171,7 +171,7 @@ class TdsServer:
         except OSError:
             sock.close()
             return
-        conn = Connection(self, sock, addr)
+        conn = Connection(self, sock, addr, on_close=self._forget)
         t = threading.Thread(target=conn.run, name=f"tds-conn-{n}", daemon=True)
         conn.thread = t
         with self._conns_lock:
