@@ -126,7 +126,7 @@ class Connection:
             self._teardown()
 
     def _teardown(self) -> None:
-        watcher = self.server._watcher
+        watcher = self.server.watcher
         if watcher is not None:
             try:
                 watcher.forget(self.sock.fileno(), self)
@@ -298,7 +298,7 @@ class Connection:
         self._rpc = RpcDispatcher(self.session, self._call)
         self._handlers = {SQL_BATCH: self._sql_batch, RPC: self._rpc_request,
                           TRANSACTION_MANAGER: self._tm_request}
-        watcher = self.server._watcher
+        watcher = self.server.watcher
         if watcher is not None and isinstance(self.transport, PlainTransport):
             self._serve_direct(watcher)
         else:

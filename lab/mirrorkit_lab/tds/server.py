@@ -135,6 +135,11 @@ class TdsServer:
         self.shutdown()
 
     @property
+    def watcher(self) -> AttentionWatcher | None:
+        """The shared ATTENTION watcher while the server runs with one, else None."""
+        return self._watcher
+
+    @property
     def connection_count(self) -> int:
         with self._conns_lock:
             return len(self._conns)
