@@ -6,14 +6,11 @@ drop-endpoint-transact-sql.md; codes from sys-database-mirroring-endpoints-trans
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
 
 from . import statements as st, store
+from .context import HandlerContext
 from .errors import SqlError
 from .results import Event
-
-if TYPE_CHECKING:
-    from .session import Session
 
 STATE_CODES = {"STARTED": 0, "STOPPED": 1, "DISABLED": 2}
 ROLE_CODES = {"PARTNER": 1, "WITNESS": 2, "ALL": 3}
@@ -47,7 +44,7 @@ def _check_ip(ip: str | None) -> str | None:
         raise SqlError(7888 if ":" in ip else 102, ip, abort_batch=True) from None
 
 
-def _certificate_id(s: "Session", conn, name: str) -> int:
+def _certificate_id(s: HandlerContext, conn, name: str) -> int:
     row = conn.execute("SELECT certificate_id, pvt_key_encryption_type FROM t_certificates WHERE "
                        "database_id=? AND name=?", (store.MASTER, name)).fetchone()
     if row is None:
@@ -67,7 +64,7 @@ def _owner(conn, login: str | None, default: int) -> int:
     return row[0]
 
 
-def create_endpoint(s: "Session", stmt: st.CreateEndpoint, events: list[Event]) -> None:
+def create_endpoint(s: HandlerContext, stmt: st.CreateEndpoint, events: list[Event]) -> None:
     s.require_sysadmin()
     m = stmt.mirroring
     if stmt.name.startswith("##"):
@@ -99,7 +96,7 @@ def create_endpoint(s: "Session", stmt: st.CreateEndpoint, events: list[Event]) 
     s.emit_done(events)
 
 
-def alter_endpoint(s: "Session", stmt: st.AlterEndpoint, events: list[Event]) -> None:
+def alter_endpoint(s: HandlerContext, stmt: st.AlterEndpoint, events: list[Event]) -> None:
     s.require_sysadmin()
     with s.atomic() as conn:
         row = conn.execute("SELECT endpoint_id, type, encryption_algorithm FROM t_endpoints WHERE name=?",
@@ -138,7 +135,7 @@ def alter_endpoint(s: "Session", stmt: st.AlterEndpoint, events: list[Event]) ->
     s.emit_done(events)
 
 
-def drop_endpoint(s: "Session", stmt: st.DropEndpoint, events: list[Event]) -> None:
+def drop_endpoint(s: HandlerContext, stmt: st.DropEndpoint, events: list[Event]) -> None:
     s.require_sysadmin()
     with s.atomic() as conn:
         row = conn.execute("SELECT endpoint_id, type FROM t_endpoints WHERE name=?", (stmt.name,)).fetchone()

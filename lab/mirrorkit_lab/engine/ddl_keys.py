@@ -7,23 +7,22 @@ drop-certificate-…, backup-certificate-transact-sql.md.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from .. import crypto
 from ..fs import FileExists, PathNotAllowed, ServerFileError
 from . import keys, statements as st, store
+from .context import HandlerContext
 from .errors import SqlError, info
+from .functions import dateadd
 from .passwords import check_policy
 from .results import Event
 from .sqltypes import parse_datetime
 
-if TYPE_CHECKING:
-    from .session import Session
-
 SUBJECT_MAX = 128          # Windows; Linux enforces 64 (documented on CREATE CERTIFICATE)
 
 
-def create_master_key(s: "Session", stmt: st.CreateMasterKey, events: list[Event]) -> None:
+def create_master_key(s: HandlerContext, stmt: st.CreateMasterKey, events: list[Event]) -> None:
     if stmt.password is None:
         # the password is optional only in Azure SQL Database / Synapse
         raise SqlError(102, "KEY", abort_batch=True)
@@ -37,7 +36,7 @@ def create_master_key(s: "Session", stmt: st.CreateMasterKey, events: list[Event
     s.emit_done(events)
 
 
-def open_master_key(s: "Session", stmt: st.OpenMasterKey, events: list[Event]) -> None:
+def open_master_key(s: HandlerContext, stmt: st.OpenMasterKey, events: list[Event]) -> None:
     db = s.database_id
     if not keys.has_master_key(s.conn, db):
         raise SqlError(15151, "find", "symmetric key", "master key")
@@ -45,12 +44,12 @@ def open_master_key(s: "Session", stmt: st.OpenMasterKey, events: list[Event]) -
     s.emit_done(events)
 
 
-def close_master_key(s: "Session", stmt: st.CloseMasterKey, events: list[Event]) -> None:
+def close_master_key(s: HandlerContext, stmt: st.CloseMasterKey, events: list[Event]) -> None:
     s.open_master_keys.pop(s.database_id, None)
     s.emit_done(events)
 
 
-def alter_master_key(s: "Session", stmt: st.AlterMasterKey, events: list[Event]) -> None:
+def alter_master_key(s: HandlerContext, stmt: st.AlterMasterKey, events: list[Event]) -> None:
     s.require_sysadmin()
     db = s.database_id
     with s.atomic(events) as conn:
@@ -111,7 +110,7 @@ def _drop_encryption(conn, db: int, stmt: st.AlterMasterKey) -> None:
     conn.execute("DELETE FROM t_key_encryptions WHERE rowid=?", (target[0][0],))
 
 
-def drop_master_key(s: "Session", stmt: st.DropMasterKey, events: list[Event]) -> None:
+def drop_master_key(s: HandlerContext, stmt: st.DropMasterKey, events: list[Event]) -> None:
     s.require_sysadmin()
     db = s.database_id
     with s.atomic(events) as conn:
@@ -129,7 +128,7 @@ def drop_master_key(s: "Session", stmt: st.DropMasterKey, events: list[Event]) -
 
 
 # -- certificates -----------------------------------------------------------------------------
-def _owner_id(s: "Session", conn, db: int, owner: Optional[str]) -> int:
+def _owner_id(s: HandlerContext, conn, db: int, owner: Optional[str]) -> int:
     if owner is None:
         if s.is_sysadmin():
             return 1  # dbo
@@ -159,14 +158,14 @@ def _certificate_sid(thumbprint: bytes) -> tuple[bytes, str]:
     return sid, "S-1-9-1-" + "-".join(str(x) for x in subs)
 
 
-def _read_file(s: "Session", path: str) -> bytes:
+def _read_file(s: HandlerContext, path: str) -> bytes:
     try:
         return s.instance.fs.read_bytes(path)
     except (ServerFileError, OSError):
         raise SqlError(15208) from None
 
 
-def create_certificate(s: "Session", stmt: st.CreateCertificate, events: list[Event]) -> None:
+def create_certificate(s: HandlerContext, stmt: st.CreateCertificate, events: list[Event]) -> None:
     s.require_sysadmin()
     db = s.database_id
     warnings = []
@@ -179,7 +178,6 @@ def create_certificate(s: "Session", stmt: st.CreateCertificate, events: list[Ev
         start = _parse_date(stmt.start_date) or store.utcnow().replace(microsecond=0)
         expiry = _parse_date(stmt.expiry_date)
         if expiry is None:
-            from .functions import dateadd
             expiry = dateadd("year", 1, start)
         if stmt.encryption_password is None and s.master_key(db) is None:
             raise SqlError(15581)
@@ -238,7 +236,7 @@ def create_certificate(s: "Session", stmt: st.CreateCertificate, events: list[Ev
     s.emit_done(events)
 
 
-def drop_certificate(s: "Session", stmt: st.DropCertificate, events: list[Event]) -> None:
+def drop_certificate(s: HandlerContext, stmt: st.DropCertificate, events: list[Event]) -> None:
     s.require_sysadmin()
     db = s.database_id
     with s.atomic(events) as conn:
@@ -257,7 +255,7 @@ def drop_certificate(s: "Session", stmt: st.DropCertificate, events: list[Event]
     s.emit_done(events)
 
 
-def backup_certificate(s: "Session", stmt: st.BackupCertificate, events: list[Event]) -> None:
+def backup_certificate(s: HandlerContext, stmt: st.BackupCertificate, events: list[Event]) -> None:
     s.require_sysadmin()
     db = s.database_id
     rows = s.query("SELECT certificate_id, der, pvt_key_encryption_type FROM t_certificates "

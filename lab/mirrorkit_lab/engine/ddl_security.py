@@ -8,16 +8,13 @@ alter-server-role-transact-sql.md.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from . import statements as st, store
+from .context import HandlerContext
 from .errors import SqlError
 from .passwords import check_policy, hash_password
 from .permissions import ENDPOINT_PERMISSIONS, SERVER_PERMISSIONS
 from .results import Event
-
-if TYPE_CHECKING:
-    from .session import Session
 
 
 def _now() -> str:
@@ -36,7 +33,7 @@ def _existing_login(conn, name: str, verb: str):
     return row
 
 
-def create_login(s: "Session", stmt: st.CreateLogin, events: list[Event]) -> None:
+def create_login(s: HandlerContext, stmt: st.CreateLogin, events: list[Event]) -> None:
     s.require_sysadmin()
     with s.atomic(events) as conn:
         if _login(conn, stmt.name):
@@ -84,7 +81,7 @@ def create_login(s: "Session", stmt: st.CreateLogin, events: list[Event]) -> Non
     s.emit_done(events)
 
 
-def alter_login(s: "Session", stmt: st.AlterLogin, events: list[Event]) -> None:
+def alter_login(s: HandlerContext, stmt: st.AlterLogin, events: list[Event]) -> None:
     s.require_sysadmin()
     with s.atomic(events) as conn:
         row = _existing_login(conn, stmt.name, "alter")
@@ -122,7 +119,7 @@ def alter_login(s: "Session", stmt: st.AlterLogin, events: list[Event]) -> None:
     s.emit_done(events)
 
 
-def drop_login(s: "Session", stmt: st.DropLogin, events: list[Event]) -> None:
+def drop_login(s: HandlerContext, stmt: st.DropLogin, events: list[Event]) -> None:
     s.require_sysadmin()
     with s.atomic(events) as conn:
         row = _existing_login(conn, stmt.name, "drop")
@@ -139,7 +136,7 @@ def drop_login(s: "Session", stmt: st.DropLogin, events: list[Event]) -> None:
     s.emit_done(events)
 
 
-def create_user(s: "Session", stmt: st.CreateUser, events: list[Event]) -> None:
+def create_user(s: HandlerContext, stmt: st.CreateUser, events: list[Event]) -> None:
     s.require_sysadmin()
     db = s.database_id
     with s.atomic(events) as conn:
@@ -178,7 +175,7 @@ def create_user(s: "Session", stmt: st.CreateUser, events: list[Event]) -> None:
     s.emit_done(events)
 
 
-def drop_user(s: "Session", stmt: st.DropUser, events: list[Event]) -> None:
+def drop_user(s: HandlerContext, stmt: st.DropUser, events: list[Event]) -> None:
     s.require_sysadmin()
     db = s.database_id
     with s.atomic(events) as conn:
@@ -195,7 +192,7 @@ def drop_user(s: "Session", stmt: st.DropUser, events: list[Event]) -> None:
     s.emit_done(events)
 
 
-def permission(s: "Session", stmt: st.PermissionStatement, events: list[Event]) -> None:
+def permission(s: HandlerContext, stmt: st.PermissionStatement, events: list[Event]) -> None:
     if s.database_id != store.MASTER:
         raise SqlError(4621)
     with s.atomic(events) as conn:
@@ -248,7 +245,7 @@ def permission(s: "Session", stmt: st.PermissionStatement, events: list[Event]) 
     s.emit_done(events)
 
 
-def alter_authorization(s: "Session", stmt: st.AlterAuthorization, events: list[Event]) -> None:
+def alter_authorization(s: HandlerContext, stmt: st.AlterAuthorization, events: list[Event]) -> None:
     s.require_sysadmin()
     with s.atomic(events) as conn:
         if stmt.securable_class == "CERTIFICATE":
@@ -272,7 +269,7 @@ def alter_authorization(s: "Session", stmt: st.AlterAuthorization, events: list[
     s.emit_done(events)
 
 
-def alter_server_role(s: "Session", stmt: st.AlterServerRole, events: list[Event]) -> None:
+def alter_server_role(s: HandlerContext, stmt: st.AlterServerRole, events: list[Event]) -> None:
     s.require_sysadmin()
     with s.atomic(events) as conn:
         role = conn.execute("SELECT principal_id FROM t_server_principals WHERE name=? AND type='R'",

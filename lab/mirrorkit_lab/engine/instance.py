@@ -7,30 +7,20 @@ import os
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Optional
 
 from .. import __version__
 from ..fs import ServerFileSystem
 from . import store
 from .api import LoginFailed
+from .context import EndpointListeners
 from .errorlog import LOG_PATH, ErrorLog
 from .passwords import hash_password, verify_password
+from .permissions import login_has_permission
 from .results import Message
 from .session import Session
 
 PRODUCT_VERSION = "15.0.2000.5"
-
-
-class EndpointListeners(Protocol):
-    """What the instance needs from the mirroring transport (mirrorkit_lab.transport)."""
-
-    def prepare(self, conn) -> None:
-        """Called inside the endpoint DDL's transaction; raise SqlError(7890) if a port is taken."""
-
-    def reconcile(self) -> None:
-        """Bring listeners in line with the committed catalog."""
-
-    def close(self) -> None: ...
 
 
 class LabInstance:
@@ -100,11 +90,9 @@ class LabInstance:
                 reason, state = "Password did not match that for the login provided.", 8
             elif row[3]:
                 reason, state = "The account is disabled.", 7
-            else:
-                from .permissions import login_has_permission
-                if not login_has_permission(conn, row[0], None, "SERVER", "CONNECT SQL"):
-                    reason, state = "Login-based server access validation failed with an infrastructure " \
-                                    "error. Check for previous errors.", 12
+            elif not login_has_permission(conn, row[0], None, "SERVER", "CONNECT SQL"):
+                reason, state = "Login-based server access validation failed with an infrastructure " \
+                                "error. Check for previous errors.", 12
             if reason:
                 self.errorlog.write("Logon", f"Error: 18456, Severity: 14, State: {state}.")
                 self.errorlog.write("Logon", f"Login failed for user '{user}'. Reason: {reason} "
@@ -140,8 +128,8 @@ class LabInstance:
             return any(s.login_id == principal_id for s in self.sessions.values())
 
     def after_commit(self, session: Session) -> None:
-        if self.transport is not None and getattr(session, "_endpoint_dirty", False):
-            session._endpoint_dirty = False
+        if self.transport is not None and session.endpoint_dirty:
+            session.endpoint_dirty = False
             self.transport.reconcile()
 
     def endpoint_changing(self, conn) -> None:
@@ -149,7 +137,7 @@ class LabInstance:
             self.transport.prepare(conn)
         for s in list(self.sessions.values()):
             if s.conn is conn:
-                s._endpoint_dirty = True
+                s.endpoint_dirty = True
 
     def database_names(self) -> tuple[tuple[str, int], ...]:
         if self._databases is None:

@@ -8,14 +8,12 @@ Certificate private keys are stored wrapped by the DMK (MK) or by a password (PW
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from .. import crypto
 from . import store
+from .context import HandlerContext
 from .errors import SqlError
-
-if TYPE_CHECKING:
-    from .session import Session
 
 
 def _aad(database_id: int) -> bytes:
@@ -76,7 +74,7 @@ def create_master_key(conn, database_id: int, password: str) -> bytes:
     return dmk
 
 
-def require_master_key(session: "Session", database_id: int) -> bytes:
+def require_master_key(session: HandlerContext, database_id: int) -> bytes:
     """The DMK for encrypting or decrypting a private key, or 15581."""
     dmk = session.master_key(database_id)
     if dmk is None:
@@ -84,7 +82,7 @@ def require_master_key(session: "Session", database_id: int) -> bytes:
     return dmk
 
 
-def protect_private_key(session: "Session", database_id: int, key, encryption_password: Optional[str],
+def protect_private_key(session: HandlerContext, database_id: int, key, encryption_password: Optional[str],
                         thumbprint: bytes) -> tuple[bytes, str]:
     raw = crypto.private_key_to_bytes(key)
     if encryption_password is not None:
@@ -111,7 +109,7 @@ def unprotect_private_key(dmk_or_none: Optional[bytes], row_type: str, blob: byt
         raise SqlError(15466) from None
 
 
-def certificate_private_key(session: "Session", database_id: int, cert_id: int,
+def certificate_private_key(session: HandlerContext, database_id: int, cert_id: int,
                             decryption_password: Optional[str]):
     row = session.query("SELECT name, pvt_key_encryption_type, private_key, thumbprint FROM t_certificates "
                         "WHERE database_id=? AND certificate_id=?", (database_id, cert_id))
@@ -124,7 +122,7 @@ def certificate_private_key(session: "Session", database_id: int, cert_id: int,
     return unprotect_private_key(dmk, kind, blob, thumb, decryption_password)
 
 
-def export_private_key_pvk(session: "Session", database_id: int, cert_id: int, enc: str,
+def export_private_key_pvk(session: HandlerContext, database_id: int, cert_id: int, enc: str,
                            dec: Optional[str]) -> Optional[bytes]:
     key = certificate_private_key(session, database_id, cert_id, dec)
     if key is None:

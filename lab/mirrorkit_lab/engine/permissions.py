@@ -42,9 +42,8 @@ def _states(conn, ids: list[int], klass: int, major: int, types: tuple[str, ...]
     return {s for (s,) in rows}
 
 
-def login_has_permission(session_or_conn, login_id: int, securable: Optional[str],
+def login_has_permission(conn, login_id: int, securable: Optional[str],
                          klass: Optional[str], permission: str) -> bool:
-    conn = getattr(session_or_conn, "conn", session_or_conn)
     ids = principal_ids(conn, login_id)
     if store.SYSADMIN_ID in ids:
         return True

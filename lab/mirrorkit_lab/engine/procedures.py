@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 from . import statements as st
+from .context import HandlerContext, Variable
+from .ddl_security import alter_server_role
+from .declarations import DeclarationError, parse_declaration
 from .errors import SqlError
 from .results import Column, Event, ResultSet, StatementDone
 from .sqltypes import parse_datetime, parse_type
-
-if TYPE_CHECKING:
-    from .session import Session
 
 _MISSING = object()
 
@@ -24,7 +24,7 @@ _MISSING = object()
 class Procedure:
     name: str
     params: tuple[tuple[str, str, Any], ...]          # (@name, type, default or _MISSING)
-    body: Callable[["Session", dict[str, Any], list[Event]], Optional[dict[str, Any]]]
+    body: Callable[[HandlerContext, dict[str, Any], list[Event]], Optional[dict[str, Any]]]
     variadic: bool = False                            # sp_executesql takes extra arguments
 
 
@@ -49,7 +49,7 @@ def normalise_name(name: str) -> str:
     return ".".join(parts).lower()
 
 
-def call(session: "Session", name: str, args: list[tuple[Optional[str], Any, str, bool]],
+def call(session: HandlerContext, name: str, args: list[tuple[Optional[str], Any, str, bool]],
          events: list[Event]) -> dict[str, Any]:
     """Run procedure `name`; args are (name or None, value, type, output). Returns output values."""
     proc = PROCEDURES.get(normalise_name(name))
@@ -88,7 +88,7 @@ def call(session: "Session", name: str, args: list[tuple[Optional[str], Any, str
     return proc.body(session, bound, events) or {}
 
 
-def exec_statement(session: "Session", stmt: st.Exec, events: list[Event]) -> None:
+def exec_statement(session: HandlerContext, stmt: st.Exec, events: list[Event]) -> None:
     if stmt.dynamic is not None:
         sql = session.evaluate(stmt.dynamic, "nvarchar(max)")
         _nested_batch(session, "" if sql is None else str(sql), [], events)
@@ -115,8 +115,7 @@ def exec_statement(session: "Session", stmt: st.Exec, events: list[Event]) -> No
         session.emit_done(events)
 
 
-def _nested_batch(session: "Session", sql: str, declared: list, events: list[Event]) -> dict:
-    from .session import Variable
+def _nested_batch(session: HandlerContext, sql: str, declared: list, events: list[Event]) -> dict:
     saved = session.variables
     session.variables = {}
     try:
@@ -129,7 +128,6 @@ def _nested_batch(session: "Session", sql: str, declared: list, events: list[Eve
 
 
 def parse_declarations(text: str) -> list[tuple[str, str, bool]]:
-    from .declarations import DeclarationError, parse_declaration
     try:
         return [(d.name, str(parse_type(d.sqltype)), d.output) for d in parse_declaration(text)]
     except DeclarationError as exc:
@@ -138,7 +136,7 @@ def parse_declarations(text: str) -> list[tuple[str, str, bool]]:
 
 @procedure("sp_executesql", ("@stmt", "nvarchar(max)", _MISSING), ("@params", "nvarchar(max)", None),
            variadic=True)
-def _sp_executesql(session: "Session", args: dict, events: list[Event]) -> dict:
+def _sp_executesql(session: HandlerContext, args: dict, events: list[Event]) -> dict:
     decls = parse_declarations(args["@params"] or "")
     values: dict[str, Any] = {}
     positional = [e for e in args["*extra"] if e[0] is None]
@@ -159,7 +157,7 @@ _ERRORLOG_COLUMNS = [Column("LogDate", "datetime"), Column("ProcessInfo", "nvarc
                      Column("Text", "nvarchar(4000)")]
 
 
-def _errorlog_rows(session: "Session", log_number, log_type, first, second, start=None, end=None,
+def _errorlog_rows(session: HandlerContext, log_number, log_type, first, second, start=None, end=None,
                    order="asc") -> ResultSet:
     if log_type not in (None, 1):
         raise SqlError(59001, "Reading the SQL Server Agent log")
@@ -257,13 +255,11 @@ PROCEDURES["sp_datatype_info"] = Procedure("sp_datatype_info", PROCEDURES["sp_da
 
 @procedure("sp_addsrvrolemember", ("@loginame", "nvarchar(128)", _MISSING), ("@rolename", "nvarchar(128)", _MISSING))
 def _sp_addsrvrolemember(session, args, events):
-    from .ddl_security import alter_server_role
     alter_server_role(session, st.AlterServerRole(args["@rolename"], True, args["@loginame"]), events)
 
 
 @procedure("sp_dropsrvrolemember", ("@loginame", "nvarchar(128)", _MISSING), ("@rolename", "nvarchar(128)", _MISSING))
 def _sp_dropsrvrolemember(session, args, events):
-    from .ddl_security import alter_server_role
     alter_server_role(session, st.AlterServerRole(args["@rolename"], False, args["@loginame"]), events)
 
 

@@ -1,28 +1,30 @@
 """One client session: batch execution, variables, transactions, statement atomicity.
 
-The statement handlers live in ddl_*.py and procedures.py; this module owns the
-control flow (IF/BEGIN…END/RETURN), SELECT, SET/DECLARE, USE and transactions.
+The statement handlers live in ddl_*.py and procedures.py and see the session as
+a HandlerContext (context.py); this module owns the control flow
+(IF/BEGIN…END/RETURN), SELECT, SET/DECLARE, USE and transactions.
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Protocol
 
-from . import catalog, functions, statements as st, store
+from . import catalog, ddl, functions, procedures, statements as st, store
 from .api import Param
+from .context import Handler, InstanceServices, Variable
 from .errors import SqlError, info
+from .keys import export_private_key_pvk, open_master_key_automatically
 from .parser import parse_batch
-from .results import (DatabaseChanged, Event, Message, ResultSet, StatementDone,
+from .permissions import login_has_permission
+from .results import (DatabaseChanged, Event, Message, ResultSet, ReturnValue, StatementDone,
                       TransactionChanged)
 from .select import CompileContext, Compiled, compile_condition, compile_expression, compile_query
 from .sqltypes import SqlType, from_sqlite, parse_type, to_sqlite
-
-if TYPE_CHECKING:
-    from .instance import LabInstance
 
 # statements that must run outside a user transaction (docs: CREATE/ALTER/DROP ENDPOINT)
 _NO_USER_TRANSACTION = {st.CreateEndpoint: "CREATE ENDPOINT", st.AlterEndpoint: "ALTER ENDPOINT",
@@ -44,11 +46,21 @@ class StopBatch(Exception):
     """An error inside IF/BEGIN…END aborted the batch; its message is already sent."""
 
 
-@dataclass
-class Variable:
+class SessionHost(InstanceServices, Protocol):
+    """What a session needs of its instance beyond what handlers use (LabInstance provides it)."""
     name: str
-    sqltype: str
-    value: Any = None
+    version_string: str
+    db_path: Path
+
+    def database_names(self) -> tuple[tuple[str, int], ...]: ...
+
+    def fill_live_tables(self, session: Session, names: frozenset[str]) -> None: ...
+
+    def server_property(self, name: str) -> Any: ...
+
+    def after_commit(self, session: Session) -> None: ...
+
+    def session_closed(self, session: Session) -> None: ...
 
 
 @lru_cache(maxsize=2048)
@@ -59,7 +71,7 @@ def _parse_cached(sql: str) -> tuple[st.Statement, ...]:
 class Session:
     """An EngineSession (see api.py) bound to one LabInstance."""
 
-    def __init__(self, instance: "LabInstance", login_id: int, login_name: str, database_id: int,
+    def __init__(self, instance: SessionHost, login_id: int, login_name: str, database_id: int,
                  spid: int, info_: dict):
         self.instance = instance
         self.login_id = login_id
@@ -81,6 +93,7 @@ class Session:
         self.cancelled = threading.Event()
         self.variables: dict[str, Variable] = {}
         self.closed = False
+        self.endpoint_dirty = False     # endpoint DDL ran; the transport reconciles after commit
 
     # -- EngineSession API ---------------------------------------------------------------------
     @property
@@ -106,18 +119,16 @@ class Session:
             for i, p in enumerate(outputs):
                 var = self.variables.get(p.name.lower())
                 if var is not None:
-                    from .results import ReturnValue
                     events.append(ReturnValue(i, p.name, var.sqltype, var.value))
         finally:
             self.variables = saved
         return events
 
     def call_procedure(self, name: str, params: list[Param]) -> list[Event]:
-        from .procedures import call as call_procedure
         self.cancelled.clear()
         events: list[Event] = []
         try:
-            call_procedure(self, name, [(p.name or None, p.value, p.sqltype, p.output) for p in params], events)
+            procedures.call(self, name, [(p.name or None, p.value, p.sqltype, p.output) for p in params], events)
         except SqlError as exc:
             events.append(exc.to_message(1, procedure=name))
             events.append(StatementDone(error=True))
@@ -211,9 +222,6 @@ class Session:
 
     def dispatch(self, stmt: st.Statement, events: list[Event]) -> None:
         handler = _HANDLERS.get(type(stmt))
-        if handler is None:
-            from .ddl import HANDLERS as DDL
-            handler = DDL.get(type(stmt))
         if handler is None:
             raise SqlError(59001, type(stmt).__name__, abort_batch=True)
         if type(stmt) in _NO_USER_TRANSACTION and self.tran_depth:
@@ -376,21 +384,18 @@ class Session:
                                "member_principal_id=?", (store.SYSADMIN_ID, pid)))
 
     def has_permission(self, securable: Optional[str], klass: Optional[str], permission: str) -> bool:
-        from .permissions import login_has_permission
-        return login_has_permission(self, self.login_id, securable, klass, permission)
+        return login_has_permission(self.conn, self.login_id, securable, klass, permission)
 
     def server_property(self, name: str) -> Any:
         return self.instance.server_property(name)
 
     def master_key(self, database_id: int) -> Optional[bytes]:
-        from .keys import open_master_key_automatically
         if database_id in self.open_master_keys:
             return self.open_master_keys[database_id]
         return open_master_key_automatically(self.conn, database_id)
 
     def certificate_private_key_pvk(self, database_id: int, cert_id: int, enc: str,
                                     dec: Optional[str]) -> Optional[bytes]:
-        from .keys import export_private_key_pvk
         return export_private_key_pvk(self, database_id, cert_id, enc, dec)
 
     def require_sysadmin(self) -> None:
@@ -524,7 +529,6 @@ def _raiserror(session: Session, stmt: st.RaiseError, events: list[Event]) -> No
 
 
 def _printf(fmt: str, args: list) -> str:
-    import re
     it = iter(args)
 
     def sub(m):
@@ -539,14 +543,10 @@ def _printf(fmt: str, args: list) -> str:
     return re.sub(r"%%|%[-+ #0]*\d*(?:\.\d+)?(?:h|l|I64)?[sdiuoxXc]", sub, fmt)
 
 
-def _exec(session: Session, stmt: st.Exec, events: list[Event]) -> None:
-    from .procedures import exec_statement
-    exec_statement(session, stmt, events)
-
-
-_HANDLERS: dict[type, Callable[[Session, Any, list[Event]], None]] = {
+_HANDLERS: dict[type, Handler] = {
+    **ddl.HANDLERS,
     st.Select: _select, st.Declare: _declare, st.SetVariable: _set_variable, st.SetOption: _set_option,
     st.Use: _use, st.BeginTran: _begin_tran, st.CommitTran: _commit_tran,
     st.RollbackTran: _rollback_tran, st.Block: _block, st.If: _if, st.Print: _print,
-    st.Return: _return, st.RaiseError: _raiserror, st.Exec: _exec,
+    st.Return: _return, st.RaiseError: _raiserror, st.Exec: procedures.exec_statement,
 }

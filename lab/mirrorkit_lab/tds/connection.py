@@ -25,7 +25,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from mirrorkit_lab.engine.api import LoginFailed
 from mirrorkit_lab.engine.results import Message, StatementDone
@@ -65,8 +65,11 @@ _EOF = None
 
 
 class Connection:
-    def __init__(self, server: "TdsServer", sock: socket.socket, addr: Any):
+    def __init__(self, server: "TdsServer", sock: socket.socket, addr: Any,
+                 on_close: Callable[["Connection"], None]):
+        """on_close is called once, last, when the connection has been torn down."""
         self.server = server
+        self._on_close = on_close
         self.sock = sock
         self.addr = addr
         self.session: Any = None
@@ -123,7 +126,7 @@ class Connection:
             self._teardown()
 
     def _teardown(self) -> None:
-        watcher = self.server._watcher
+        watcher = self.server.watcher
         if watcher is not None:
             try:
                 watcher.forget(self.sock.fileno(), self)
@@ -144,7 +147,7 @@ class Connection:
                 self.session.close()
             except Exception:
                 log.exception("session.close() raised")
-        self.server._forget(self)
+        self._on_close(self)
 
     # ------------------------------------------------------------------ login
 
@@ -295,7 +298,7 @@ class Connection:
         self._rpc = RpcDispatcher(self.session, self._call)
         self._handlers = {SQL_BATCH: self._sql_batch, RPC: self._rpc_request,
                           TRANSACTION_MANAGER: self._tm_request}
-        watcher = self.server._watcher
+        watcher = self.server.watcher
         if watcher is not None and isinstance(self.transport, PlainTransport):
             self._serve_direct(watcher)
         else:

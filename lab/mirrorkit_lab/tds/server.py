@@ -135,6 +135,11 @@ class TdsServer:
         self.shutdown()
 
     @property
+    def watcher(self) -> AttentionWatcher | None:
+        """The shared ATTENTION watcher while the server runs with one, else None."""
+        return self._watcher
+
+    @property
     def connection_count(self) -> int:
         with self._conns_lock:
             return len(self._conns)
@@ -171,7 +176,7 @@ class TdsServer:
         except OSError:
             sock.close()
             return
-        conn = Connection(self, sock, addr)
+        conn = Connection(self, sock, addr, on_close=self._forget)
         t = threading.Thread(target=conn.run, name=f"tds-conn-{n}", daemon=True)
         conn.thread = t
         with self._conns_lock:

@@ -1,0 +1,93 @@
+"""What statement handlers may use of their session, and the types they share with it.
+
+The handlers (ddl_*.py, procedures.py, keys.py) are called by session.py with the
+session as their HandlerContext; they import this module, never session.py, so
+the engine's imports run one way. Only leaf modules are imported here.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Optional, Protocol
+
+from ..fs import ServerFileSystem
+from . import statements as st
+from .errorlog import ErrorLog
+from .results import Event
+
+
+@dataclass
+class Variable:
+    """A T-SQL @variable of the running batch or procedure."""
+    name: str
+    sqltype: str
+    value: Any = None
+
+
+class ConnectOutcome(Protocol):
+    succeeded: bool
+    number: Optional[int]
+    message: str
+
+
+class EndpointListeners(Protocol):
+    """What the engine needs from the mirroring transport (mirrorkit_lab.transport)."""
+
+    def prepare(self, conn: sqlite3.Connection) -> None:
+        """Called inside the endpoint DDL's transaction; raise SqlError(7890) if a port is taken."""
+
+    def reconcile(self) -> None:
+        """Bring listeners in line with the committed catalog."""
+
+    def connect(self, url: str, role: str) -> ConnectOutcome:
+        """Connect this instance's endpoint to the endpoint at `url` (sp_mirrorkit_probe)."""
+
+    def close(self) -> None: ...
+
+
+class InstanceServices(Protocol):
+    """What handlers use of the instance (LabInstance provides it)."""
+    fs: ServerFileSystem
+    errorlog: ErrorLog
+    transport: Optional[EndpointListeners]
+
+    def login_in_use(self, principal_id: int) -> bool: ...
+
+    def endpoint_changing(self, conn: sqlite3.Connection) -> None:
+        """Endpoint DDL changed the catalog inside `conn`'s transaction."""
+
+
+class HandlerContext(Protocol):
+    """What a statement handler or system procedure may ask of the session (Session provides it)."""
+    instance: InstanceServices
+    conn: sqlite3.Connection
+    login_id: int
+    database_id: int
+    variables: dict[str, Variable]          # by lower-cased name
+    open_master_keys: dict[int, bytes]      # database_id -> DMK opened by OPEN MASTER KEY
+
+    def atomic(self, events: Optional[list[Event]] = None) -> ContextManager[sqlite3.Connection]:
+        """One statement's changes: all or nothing, inside or outside a user transaction."""
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]: ...
+
+    def evaluate(self, expr: st.Expr, target: Optional[str] = None) -> Any: ...
+
+    def evaluate_typed(self, expr: st.Expr) -> tuple[Any, str]: ...
+
+    def run_batch(self, sql: str, events: list[Event]) -> None: ...
+
+    def emit_done(self, events: list[Event], rowcount: Optional[int] = None) -> None: ...
+
+    def is_sysadmin(self, login_id: Optional[int] = None) -> bool: ...
+
+    def has_permission(self, securable: Optional[str], klass: Optional[str], permission: str) -> bool: ...
+
+    def require_sysadmin(self) -> None:
+        """Raise 15247 unless the login has CONTROL SERVER."""
+
+    def master_key(self, database_id: int) -> Optional[bytes]:
+        """The database's DMK if opened or openable by the service master key, else None."""
+
+
+Handler = Callable[[HandlerContext, Any, list[Event]], None]
