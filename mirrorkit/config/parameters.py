@@ -39,7 +39,7 @@ __all__ = [
     "load", "load_bytes", "from_values", "parse_secret_ref", "SECRET_KINDS",
 ]
 
-# the names the tests and older callers reach for
+# private names tests/kit/test_params.py reaches for
 _PapermillLoader = PapermillLoader
 _has_control = has_control
 
