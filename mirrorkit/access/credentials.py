@@ -1,4 +1,6 @@
-"""Secret references (env:, file:, keyring:, prompt:) and the values they resolve to.
+"""Secret references (env:, file:, keyring:, prompt:) resolved to the values they name.
+
+References are parsed by mirrorkit.config.references, the parser the parameter files are checked with.
 
 A resolved value lives only inside a Secret, which never prints itself; every
 value resolved in this process is registered so that output can be redacted and
@@ -13,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Iterable, Optional
 
-REFERENCE_KINDS = ("env", "file", "keyring", "prompt")
+from ..config.references import NotAReference, SecretRef, parse_secret_ref
 
 
 class SecretError(Exception):
@@ -81,19 +83,24 @@ class _Registry:
 REGISTRY = _Registry()
 
 
-def is_reference(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    kind, sep, rest = value.partition(":")
-    return bool(sep) and kind in REFERENCE_KINDS and (bool(rest) or kind == "prompt")
+def resolve(reference: SecretRef | str, label: str, *, interactive: bool = False,
+            base_dir: Optional[Path] = None) -> Secret:
+    """Resolve one reference. label names the parameter for messages (never the value).
 
-
-def resolve(reference: str, label: str, *, interactive: bool = False, base_dir: Optional[Path] = None) -> Secret:
-    """Resolve one reference. label names the parameter for messages (never the value)."""
-    if not is_reference(reference):
-        raise SecretError(f"{label}: expected a secret reference (env:VAR, file:PATH, keyring:SERVICE/NAME "
-                          "or prompt:), not a value")
-    kind, _, target = reference.partition(":")
+    ``reference`` is a parsed SecretRef, or its text, parsed with the same parser that validates
+    parameter files (mirrorkit.config.references), so it resolves as it was checked.
+    """
+    if isinstance(reference, SecretRef):
+        ref = reference
+    else:
+        try:
+            ref = parse_secret_ref(reference)
+        except NotAReference:
+            raise SecretError(f"{label}: expected a secret reference (env:VAR, file:PATH, keyring:SERVICE/NAME "
+                              "or prompt:), not a value") from None
+        except ValueError as exc:           # malformed; the parser's message never holds the text
+            raise SecretError(f"{label}: {exc}") from None
+    kind, target = ref.kind, ref.target
     if kind == "env":
         value = os.environ.get(target)
         if not value:
@@ -115,9 +122,7 @@ def resolve(reference: str, label: str, *, interactive: bool = False, base_dir: 
             raise SecretError(f"{label}: file {target} is empty")
         return Secret(value, label)
     if kind == "keyring":
-        service, sep, name = target.partition("/")
-        if not sep or not service or not name:
-            raise SecretError(f"{label}: write keyring:SERVICE/NAME, e.g. keyring:mirrorkit/master-key")
+        service, name = ref.service, ref.username
         try:
             import keyring
         except ImportError:
