@@ -37,6 +37,7 @@ EXIT_CODES = {"ok": OK, "failed": STEP_FAILED, "invalid_parameters": INVALID_PAR
               "interrupted": INTERRUPTED}
 STEPS = ("outbound", "inbound", "witness", "verify")
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+ENGINE = "mirrorkit"    # mirrorkit.execution.engine.RecordEngine, by its papermill.engine entry point
 DEFAULT_CELL_TIMEOUT = 600
 
 
@@ -133,7 +134,6 @@ def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, 
             kernels: KernelPool, stop: Optional[threading.Event] = None) -> StepResult:
     import nbformat
     import papermill as pm
-    from . import engine as papermill_engine
     result = StepResult(spec)
     if stop is not None and stop.is_set():     # queued behind a step that was running at Ctrl-C
         result.status = "skipped"
@@ -153,7 +153,7 @@ def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, 
     try:
         kernel = kernels.take()
         pm.execute_notebook(str(source), str(out), parameters=p, kernel_name=kernels.kernel_name,
-                            engine_name=papermill_engine.NAME, kernel=kernel, stop=stop, progress_bar=False,
+                            engine_name=ENGINE, kernel=kernel, stop=stop, progress_bar=False,
                             log_output=False,
                             execution_timeout=cell_timeout, start_timeout=120, cwd=None)
     except Exception as exc:  # classified below
