@@ -92,3 +92,25 @@ def test_step_parameters_for_a_relative_path(tmp_path, monkeypatch):
         "certificate_dir": str(tmp_path / "certs"), "interactive": False}
     verify = contract.parameters(runner.StepSpec(7, "verify", None, 4))
     assert set(verify) == STEP_PARAMETERS - NOT_FOR_VERIFY
+
+
+def test_the_digest_is_of_the_bytes_validated(tmp_path, monkeypatch):
+    """A parameter file that changes while the runner validates it is refused (exit 2), not run with
+    a digest of bytes nobody validated."""
+    from mirrorkit.config import parameters as params
+    path = tmp_path / "params.yaml"
+    path.write_bytes((R.ROOT / "parameters" / "lab.yaml").read_bytes())
+    real_load = params.load
+    runner.load_parameters(path)                 # valid as it is
+
+    def load_then_edit(p):
+        try:
+            return real_load(p)
+        finally:
+            with open(p, "a", encoding="utf-8") as fh:
+                fh.write("# edited meanwhile\n")
+    monkeypatch.setattr(params, "load", load_then_edit)
+    with pytest.raises(params.ParameterError, match="changed while it was being validated"):
+        runner.load_parameters(path)
+    out = runner.run(path, mode="plan", out=tmp_path / "runs", log=lambda s: None)
+    assert out.exit_code == runner.ExitCode.INVALID_PARAMETERS and out.run_dir is None
