@@ -7,6 +7,10 @@ true outcome stamped into its metadata (papermill leaves a cell timeout or a dea
 kernel looking successful), an HTML export, and a line in manifest.json with the
 sha256 of every file. Before sealing, every file is scanned for every secret the
 run resolved.
+
+A notebook's kernel is told the parameter file by absolute path and the sha256 of
+the bytes the runner validated, and the run's settings (StepContract), never the
+configuration values themselves.
 """
 from __future__ import annotations
 
