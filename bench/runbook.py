@@ -3,14 +3,13 @@
 
 runbook   the full mirroring runbook (outbound x3, inbound x2, witness, verify = 7 notebooks) with
           mirrorkit.runner.run(mode="apply") on a fresh lab of two partners and a witness, with
-          jobs=1, 2 and 3; every repeat on a new lab. Twice: kernels forked from the runner's zygote
-          (the default, "fork") and started the usual way ("spawn", MIRRORKIT_KERNEL_LAUNCH=spawn); in
-          both the runner starts the next kernels ahead and shuts used ones down in the background.
+          jobs=1, 2 and 3; every repeat on a new lab. The runner starts the next kernels ahead and
+          shuts used ones down in the background.
 floor     the same number of trivial notebooks (one cell `x = 1`, kernel python3) run with
           papermill.execute_notebook: sequentially, and in a thread pool of `jobs` threads with the
           runbook's stage shape (3, 2, 1, 1 notebooks per stage, as the runner runs them) and flat
           (all 7 in one pool).
-where     where the fastest sequential (fork) run's time goes: per step, papermill start → first cell,
+where     where the fastest sequential run's time goes: per step, papermill start → first cell,
           the cells (papermill's cell timings, the three slowest named), last cell → papermill end;
           the runner's own work after the steps (artifacts, manifest, seal scan) and what exporting
           the HTML records costs; papermill notebooks with one import (pandas, mirrorkit.notebook.runbook), the
@@ -53,7 +52,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mirrorkit.execution import kernel_fork, runner  # noqa: E402
+from mirrorkit.execution import runner  # noqa: E402
 from mirrorkit_lab import supervisor  # noqa: E402
 
 STAGES = (3, 2, 1, 1)                   # outbound x3 | inbound x2 | witness | verify
@@ -138,20 +137,15 @@ class Lab:
         supervisor.down(self.state, out=io.StringIO())
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def apply(self, jobs: int, launch: str = "fork") -> tuple[float, object]:
-        """Wall time and outcome of one apply run, kernels forked from the zygote or spawned the usual
-        way (MIRRORKIT_KERNEL_LAUNCH); the CPU time of this process and of the kernels it ran (the
-        zygote and its kernels included: they are waited for before run() returns) goes to CPU_SECONDS."""
-        os.environ[kernel_fork.ENV_SWITCH] = launch
-        try:
-            c0 = cpu_now()
-            t0 = time.perf_counter()
-            outcome = runner.run(self.params, mode="apply", jobs=jobs, out=self.dir / "runs",
-                                 certificate_dir=self.dir / "certs", log=lambda s: None)
-            wall = time.perf_counter() - t0
-            CPU_SECONDS.append(cpu_now() - c0)
-        finally:
-            del os.environ[kernel_fork.ENV_SWITCH]
+    def apply(self, jobs: int) -> tuple[float, object]:
+        """Wall time and outcome of one apply run; the CPU time of this process and of the kernels it
+        ran (they are waited for before run() returns) goes to CPU_SECONDS."""
+        c0 = cpu_now()
+        t0 = time.perf_counter()
+        outcome = runner.run(self.params, mode="apply", jobs=jobs, out=self.dir / "runs",
+                             certificate_dir=self.dir / "certs", log=lambda s: None)
+        wall = time.perf_counter() - t0
+        CPU_SECONDS.append(cpu_now() - c0)
         if outcome.exit_code != 0:
             raise SystemExit(f"the runbook failed ({outcome.status}): {outcome.run_dir}\n{outcome.message}")
         return wall, outcome
@@ -273,17 +267,14 @@ def stat(xs: list[float]) -> dict:
     return {"median_s": round(median(xs), 2), "min_s": round(min(xs), 2), "runs_s": [round(x, 2) for x in xs]}
 
 
-LAUNCHES = ("fork", "spawn")
-
-
 def run_runbook(base: Path, work: Path, src: Path, repeat: int) -> dict:
     roles = {"PARTNER_A": "partner", "PARTNER_B": "partner", "WITNESS": "witness"}
     n = sum(STAGES)
     floors: dict[str, list[float]] = {"1": [], "staged_2": [], "staged_3": [], "flat_2": [], "flat_3": []}
     floor_stalls = {k: 0 for k in floors}
-    configs = [(launch, jobs) for launch in LAUNCHES for jobs in (1, 2, 3)]
-    runs: dict[tuple, list[float]] = {c: [] for c in configs}
-    cpu: dict[tuple, list[float]] = {c: [] for c in configs}
+    configs = (1, 2, 3)
+    runs: dict[int, list[float]] = {c: [] for c in configs}
+    cpu: dict[int, list[float]] = {c: [] for c in configs}
     where, executed = None, None
     for r in range(repeat):
         for key, stages, jobs in (("1", (n,), 1), ("staged_2", STAGES, 2), ("staged_3", STAGES, 3),
@@ -291,13 +282,13 @@ def run_runbook(base: Path, work: Path, src: Path, repeat: int) -> dict:
             wall, k = floor(src, work, stages, jobs)
             floors[key].append(wall)
             floor_stalls[key] += k
-        for launch, jobs in configs:
+        for jobs in configs:
             with Lab(base, roles, "mirroring") as lab:
-                wall, outcome = lab.apply(jobs, launch)
-                runs[(launch, jobs)].append(wall)
-                cpu[(launch, jobs)].append(CPU_SECONDS[-1])
-                if (launch, jobs) == ("fork", 1) and (where is None or wall < where["run_wall_s"]):
-                    where = breakdown(outcome.run_dir)       # the fastest sequential run of the default kind
+                wall, outcome = lab.apply(jobs)
+                runs[jobs].append(wall)
+                cpu[jobs].append(CPU_SECONDS[-1])
+                if jobs == 1 and (where is None or wall < where["run_wall_s"]):
+                    where = breakdown(outcome.run_dir)       # the fastest sequential run
                     where["run_wall_s"] = round(wall, 3)
                     where["after_steps_s"] = round(wall - sum(s["wall_s"] for s in where["steps"]), 3)
                     executed = work / "executed-outbound.ipynb"
@@ -306,27 +297,26 @@ def run_runbook(base: Path, work: Path, src: Path, repeat: int) -> dict:
                     shutil.copy(outcome.run_dir / "01-outbound-PARTNER_A.ipynb", executed)
                     executed.chmod(0o644)
         print(f"repeat {r + 1}/{repeat}: floor sequential {floors['1'][-1]:.1f} s, runbook jobs 1/2/3 "
-              + "; ".join(f"{launch} " + "/".join(f"{runs[(launch, j)][-1]:.1f}" for j in (1, 2, 3)) for launch in LAUNCHES)
-              + " s", flush=True)
+              + "/".join(f"{runs[j][-1]:.1f}" for j in configs) + " s", flush=True)
     seq = floors["1"]
     table = []
-    for launch, jobs in configs:
+    for jobs in configs:
         same = seq if jobs == 1 else floors[f"staged_{jobs}"]
         flat = seq if jobs == 1 else floors[f"flat_{jobs}"]
-        xs = runs[(launch, jobs)]
+        xs = runs[jobs]
         table.append({
-            "launch": launch, "jobs": jobs, "notebooks": n, "runbook": stat(xs),
-            "runbook_cpu_s_median": round(median(cpu[(launch, jobs)]), 2),
+            "jobs": jobs, "notebooks": n, "runbook": stat(xs),
+            "runbook_cpu_s_median": round(median(cpu[jobs]), 2),
             "floor_same_shape": stat(same), "floor_same_shape_stalls": floor_stalls["1" if jobs == 1 else f"staged_{jobs}"],
             "floor_flat": stat(flat),
             "x_sequential_floor_median": round(median(xs) / median(seq), 2),
             "x_sequential_floor_min": round(min(xs) / min(seq), 2),
             "x_same_shape_floor_median": round(median(xs) / median(same), 2)})
-    best_parallel = min(median(runs[("fork", 2)]), median(runs[("fork", 3)]))
+    best_parallel = min(median(runs[2]), median(runs[3]))
     return {"table": table, "sequential_floor": stat(seq),
             "target": "jobs=1 within 1.5 x the sequential floor, and under it with parallel jobs",
-            "met_sequential_median": median(runs[("fork", 1)]) <= 1.5 * median(seq),
-            "met_sequential_min": min(runs[("fork", 1)]) <= 1.5 * min(seq),
+            "met_sequential_median": median(runs[1]) <= 1.5 * median(seq),
+            "met_sequential_min": min(runs[1]) <= 1.5 * min(seq),
             "met_parallel_median": best_parallel < median(seq),
             "met_parallel_vs_best_floor": best_parallel < min(seq),
             "where_sequential": where,
@@ -402,16 +392,16 @@ def main(argv: list[str] | None = None) -> int:
 def print_runbook(rb: dict) -> None:
     print("\nmirroring runbook (7 notebooks), apply on a fresh lab: median (min) of the repeats, seconds;"
           " CPU = runner process + its kernels (the lab's processes not counted)")
-    print(f"{'launch':>6} {'jobs':>4} {'runbook':>14} {'CPU':>5} {'floor, same shape':>18} {'stalls':>6} "
+    print(f"{'jobs':>4} {'runbook':>14} {'CPU':>5} {'floor, same shape':>18} {'stalls':>6} "
           f"{'flat floor':>12} {'x seq floor':>12} {'x same-shape floor':>19}")
     for row in rb["table"]:
         r, f, fl = row["runbook"], row["floor_same_shape"], row["floor_flat"]
-        print(f"{row['launch']:>6} {row['jobs']:>4} {r['median_s']:>7.2f} ({r['min_s']:>5.2f}) "
+        print(f"{row['jobs']:>4} {r['median_s']:>7.2f} ({r['min_s']:>5.2f}) "
               f"{row['runbook_cpu_s_median']:>5.1f} "
               f"{f['median_s']:>10.2f} ({f['min_s']:>5.2f}) {row['floor_same_shape_stalls']:>6} "
               f"{fl['median_s']:>5.2f} ({fl['min_s']:>4.2f}) {row['x_sequential_floor_median']:>5.2f} "
               f"({row['x_sequential_floor_min']:>4.2f}) {row['x_same_shape_floor_median']:>19.2f}")
-    print(f"target (fork), jobs 1 within 1.5x the sequential floor: median {'met' if rb['met_sequential_median'] else 'NOT met'}, "
+    print(f"target: jobs 1 within 1.5x the sequential floor: median {'met' if rb['met_sequential_median'] else 'NOT met'}, "
           f"best {'met' if rb['met_sequential_min'] else 'NOT met'}; parallel under the sequential floor: median "
           f"{'met' if rb['met_parallel_median'] else 'NOT met'}, under its best run "
           f"{'met' if rb['met_parallel_vs_best_floor'] else 'NOT met'}")

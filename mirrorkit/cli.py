@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .execution.outcome import ExitCode
+
 
 LAB_MISSING = ("the lab (the local stand-in SQL Server) is not installed. Install it with "
                "pip install 'mirrorkit[lab]' (from a checkout: pip install ./lab), or run make demo")
@@ -33,17 +35,17 @@ def _verify(args: argparse.Namespace) -> int:
         env = params.load(Path(args.params))
     except params.ParameterError as exc:
         print(f"mirrorkit verify: invalid parameters, nothing was checked:\n{exc}", file=sys.stderr)
-        return 2
+        return ExitCode.INVALID_PARAMETERS
     try:
         with Session(env) as session:
             verdict = verify.evaluate(env, verify.collect(env, session.connection))
     except (SecretError, ConnectionFailed) as exc:
         print(f"mirrorkit verify: {REGISTRY.redact(str(exc))}", file=sys.stderr)
-        return 2
+        return ExitCode.INVALID_PARAMETERS
     sys.stdout.write(REGISTRY.redact(verify.text_report(env, verdict)))
     if args.json:
         Path(args.json).write_text(json.dumps(verify.verdict_record(env, verdict), indent=2, default=str) + "\n")
-    return 1 if verdict.failed else 0
+    return ExitCode.STEP_FAILED if verdict.failed else ExitCode.OK
 
 
 def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt:     # a run handles the first Ctrl-C itself; this is the second, or another command
         print("\nmirrorkit: aborted (Ctrl-C)", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 def _main(argv: list[str] | None) -> int:

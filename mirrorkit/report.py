@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from .notebook.records import read_records
+from .execution.outcome import StepStatus
 from .execution.runner import sha256
 
 
@@ -83,7 +84,7 @@ def summary(run_dir: Path) -> str:
             thumbprints[art["instance"]] = art
         if recs.get("verify"):
             verdict = recs["verify"][-1]
-        if step["status"] not in ("ok", "skipped"):
+        if step["status"] not in (StepStatus.OK, StepStatus.SKIPPED):
             lines.append(f"       error: {step.get('reason') or step.get('error') or step['status']}")
     if thumbprints:
         lines.append("")

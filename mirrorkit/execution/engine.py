@@ -5,15 +5,20 @@
 - It saves the output notebook at most once a second while cells run (papermill saves it before and
   after every cell) and always when the notebook ends, also after a timeout or a dead kernel.
 - Given a `stop` event, it starts no further cell once the event is set (the runner sets it on Ctrl-C).
+
+papermill finds it through its entry point (pyproject.toml: papermill.engine, name "mirrorkit") when
+papermill.engines is imported; import papermill before importing this module directly, since papermill
+loads the entry point while it is imported.
 """
 from __future__ import annotations
 
+# Not public API: papermill's NotebookExecutionManager and PapermillNotebookClient, and nbclient's
+# client attribute `kc` (set below); hence papermill<3 and nbclient<0.12 in pyproject.toml.
 from papermill.clientwrap import PapermillNotebookClient
-from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+from papermill.engines import NBClientEngine, NotebookExecutionManager
 from papermill.log import logger
 from papermill.utils import remove_args
 
-NAME = "mirrorkit"
 SAVE_EVERY_S = 1.0
 
 
@@ -70,6 +75,3 @@ class RecordEngine(NBClientEngine):
             client.kc = kernel.client       # nbclient then neither starts a kernel nor connects
             client.kc.allow_stdin = False
         return client.execute()
-
-
-papermill_engines.register(NAME, RecordEngine)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -46,7 +45,7 @@ class KernelPool:
 
     def __init__(self, needed: int, ahead: int, *, cwd: Path, kernel_name: str = "python3",
                  preload: str = PRELOAD, startup_timeout: float = 120, shutdown_wait: float = 2.0,
-                 fork: bool = True, log: Callable[[str], None] = lambda s: None):
+                 log: Callable[[str], None] = lambda s: None):
         self.cwd, self.kernel_name, self.preload = str(cwd), kernel_name, preload
         self.startup_timeout, self.shutdown_wait, self.log = startup_timeout, shutdown_wait, log
         self._left = needed                      # kernels not yet asked for
@@ -56,10 +55,11 @@ class KernelPool:
         self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-stop")
         self._stopping: list[Future] = []
         self._busy: list[Kernel] = []            # taken and not yet retired
-        self._fork = fork
-        self._zygote = None
-        self._zygote_lock = threading.Lock()
         self._started = 0
+        self._closed = False
+        self._interrupt = threading.Event()
+        self._interrupter = threading.Thread(target=self._interrupt_when_asked, name="kernel-interrupt", daemon=True)
+        self._interrupter.start()
         self._ipc_dir = tempfile.mkdtemp(prefix="mk-kernels-")
         for _ in range(min(max(1, ahead), needed)):
             self._start_one()
@@ -89,20 +89,11 @@ class KernelPool:
                 self._busy.remove(kernel)
             self._stopping.append(self._reaper.submit(self._stop, kernel))
 
-    def interrupt_busy(self) -> int:
-        """SIGINT to every kernel in use, as jupyter_client's interrupt_kernel does for ipykernel (its
-        interrupt_mode is "signal"); safe in a signal handler: no event loop, no lock wait. Returns how
-        many kernels were interrupted."""
-        count = 0
-        for kernel in list(self._busy):
-            process = getattr(kernel.manager.provisioner, "process", None)
-            if process is not None:
-                try:
-                    process.send_signal(signal.SIGINT)
-                    count += 1
-                except OSError:
-                    pass
-        return count
+    def interrupt_busy(self) -> None:
+        """Interrupt every kernel in use, as Jupyter's interrupt button does (`interrupt_kernel`: SIGINT
+        for ipykernel). Safe in a signal handler: it only sets an event that a thread of the pool waits
+        on (the main thread sets it again only in `close`, after the runner's handler is gone)."""
+        self._interrupt.set()
 
     def close(self) -> None:
         """Shut down kernels never taken and wait for every shutdown (each bounded by shutdown_wait)."""
@@ -118,8 +109,9 @@ class KernelPool:
         for future in list(self._stopping):
             future.result()
         self._reaper.shutdown(wait=True)
-        if self._zygote is not None:
-            self._zygote.close()
+        self._closed = True
+        self._interrupt.set()
+        self._interrupter.join()
         shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
     def __enter__(self) -> "KernelPool":
@@ -130,37 +122,21 @@ class KernelPool:
 
     # -- in the pool's threads -----------------------------------------------------------------------
     def _start(self) -> Kernel:
-        from .kernel_fork import ZygoteError
         error: Optional[BaseException] = None
         for attempt in range(3):
             try:
                 return asyncio.run(self._start_async())
-            except ZygoteError as exc:  # the zygote is gone: the remaining kernels start the usual way
-                error = exc
-                self.log(f"  kernel zygote failed ({exc}); kernels start the usual way")
-                with self._zygote_lock:
-                    self._fork = False
             except Exception as exc:   # e.g. TCP port races between kernels starting at once (papermill#511)
                 error = exc
                 self.log(f"  kernel start failed ({exc.__class__.__name__}: {exc}), retrying")
         raise KernelStartError(f"could not start a {self.kernel_name} kernel: {error}") from error
 
-    def _zygote_or_none(self):
-        with self._zygote_lock:
-            if self._fork and self._zygote is None:
-                from .kernel_fork import zygote_for
-                self._zygote = zygote_for(self.kernel_name, self.log)
-                self._fork = self._zygote is not None
-            return self._zygote if self._fork else None
-
     async def _start_async(self) -> "Kernel":
-        from .kernel_fork import ForkedKernelManager
-        zygote = self._zygote_or_none()
-        km = ForkedKernelManager(kernel_name=self.kernel_name)
-        km.zygote = zygote
+        from jupyter_client.manager import AsyncKernelManager
+        km = AsyncKernelManager(kernel_name=self.kernel_name)
         if IPC:
             km.transport = "ipc"
-            with self._zygote_lock:
+            with self._lock:
                 self._started += 1
                 km.ip = os.path.join(self._ipc_dir, f"k{self._started}")
         km.shutdown_wait_time = self.shutdown_wait
@@ -191,6 +167,18 @@ class KernelPool:
             if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
                     and msg["content"].get("execution_state") == "idle"):
                 return
+
+    def _interrupt_when_asked(self) -> None:
+        while True:
+            self._interrupt.wait()
+            if self._closed:
+                return
+            self._interrupt.clear()
+            for kernel in list(self._busy):
+                try:
+                    asyncio.run(kernel.manager.interrupt_kernel())
+                except Exception as exc:   # e.g. the kernel ended meanwhile
+                    self.log(f"  kernel interrupt: {exc.__class__.__name__}: {exc}")
 
     def _stop(self, kernel: "Kernel") -> None:
         km = kernel.manager

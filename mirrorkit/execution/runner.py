@@ -7,6 +7,10 @@ true outcome stamped into its metadata (papermill leaves a cell timeout or a dea
 kernel looking successful), an HTML export, and a line in manifest.json with the
 sha256 of every file. Before sealing, every file is scanned for every secret the
 run resolved.
+
+A notebook's kernel is told the parameter file by absolute path and the sha256 of
+the bytes the runner validated, and the run's settings (StepContract), never the
+configuration values themselves.
 """
 from __future__ import annotations
 
@@ -28,15 +32,16 @@ from typing import Callable, Optional
 from .. import __version__
 from ..config import parameters as params
 from .kernels import KernelPool
+from .outcome import RUN_INVALID_PARAMETERS, RUN_SECRET_FOUND, ExitCode, StepStatus
 from ..access.credentials import REGISTRY, SecretError, resolve, scan
 
-OK, INVALID_PARAMETERS, STEP_FAILED, SECRET_FOUND, STEP_TIMED_OUT, KERNEL_DIED = 0, 2, 1, 3, 4, 5
-INTERRUPTED = 130                # 128 + SIGINT, as shells report Ctrl-C
-EXIT_CODES = {"ok": OK, "failed": STEP_FAILED, "invalid_parameters": INVALID_PARAMETERS,
-              "secret_found": SECRET_FOUND, "timed_out": STEP_TIMED_OUT, "kernel_died": KERNEL_DIED,
-              "interrupted": INTERRUPTED}
+# the exit codes by name, as the lab's demo and the tests read them (runner.OK, …)
+OK, STEP_FAILED, INVALID_PARAMETERS, SECRET_FOUND = ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.INVALID_PARAMETERS, \
+    ExitCode.SECRET_FOUND
+STEP_TIMED_OUT, KERNEL_DIED, INTERRUPTED = ExitCode.STEP_TIMED_OUT, ExitCode.KERNEL_DIED, ExitCode.INTERRUPTED
 STEPS = ("outbound", "inbound", "witness", "verify")
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+ENGINE = "mirrorkit"    # mirrorkit.execution.engine.RecordEngine, by its papermill.engine entry point
 DEFAULT_CELL_TIMEOUT = 600
 
 
@@ -56,8 +61,8 @@ class StepSpec:
 @dataclass
 class StepResult:
     spec: StepSpec
-    status: str = "pending"          # ok | failed | timed_out | kernel_died | interrupted | runner_error | skipped
-    exit_code: Optional[int] = None
+    status: StepStatus = StepStatus.PENDING
+    exit_code: Optional[ExitCode] = None
     started: Optional[str] = None
     ended: Optional[str] = None
     duration: Optional[float] = None
@@ -120,32 +125,64 @@ def resolve_all(env: params.Environment) -> list[str]:
     return labels
 
 
+def load_parameters(path: Path) -> tuple[params.Environment, str]:
+    """The validated parameter file and the sha256 of the bytes validated. `params.load` reads the
+    file itself, so the bytes are read before and after it: a file that changed meanwhile is refused
+    (ParameterError) rather than given a digest of bytes that were never validated."""
+    def digest() -> Optional[str]:
+        try:
+            return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return None                  # params.load says why, in its own words
+    before = digest()
+    env = params.load(path)
+    if before is None or digest() != before:
+        raise params.ParameterError(str(path), [params.Problem("", "changed while it was being validated",
+                                                               "run again once nothing writes to it")])
+    return env, before
+
+
+@dataclass(frozen=True)
+class StepContract:
+    """Everything the runner tells a notebook's kernel, as papermill parameters: the parameter file by
+    absolute path with the sha256 of the bytes the runner validated (the kernel reads the file again
+    and proves the digest), and the run's own settings. No configuration value is passed."""
+    parameters_file: Path
+    parameters_sha256: str
+    mode: str
+    change_id: str
+    certificate_dir: Path
+
+    def parameters(self, spec: StepSpec) -> dict:
+        from ..notebook.runbook import arguments
+        offered = {"parameters_file": str(Path(self.parameters_file).absolute()),
+                   "parameters_sha256": self.parameters_sha256, "change_id": self.change_id, "interactive": False,
+                   "target": spec.target, "mode": self.mode,
+                   "certificate_dir": str(Path(self.certificate_dir).absolute())}
+        # each notebook declares what it takes (verify: no target, mode or certificates); the guard in its
+        # first cell refuses anything else
+        return {k: v for k, v in offered.items() if k in arguments(spec.notebook)}
+
+
 # -- executing one notebook ---------------------------------------------------------------------------
-def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, log: Callable[[str], None],
+def execute(spec: StepSpec, run_dir: Path, contract: StepContract, cell_timeout: int, log: Callable[[str], None],
             kernels: KernelPool, stop: Optional[threading.Event] = None) -> StepResult:
     import nbformat
     import papermill as pm
-    from . import engine as papermill_engine
     result = StepResult(spec)
     if stop is not None and stop.is_set():     # queued behind a step that was running at Ctrl-C
-        result.status = "skipped"
+        result.status = StepStatus.SKIPPED
         return result
     out = run_dir / f"{spec.stem}.ipynb"
     source = NOTEBOOK_DIR / f"{spec.notebook}.ipynb"
-    p = dict(parameters)
-    if spec.notebook == "verify":
-        for key in ("target", "mode", "certificate_dir"):   # verify has none of these
-            p.pop(key, None)
-    elif spec.target:
-        p["target"] = spec.target
     start = time.monotonic()
     result.started = utc_iso()
     error: Optional[BaseException] = None
     kernel = None
     try:
         kernel = kernels.take()
-        pm.execute_notebook(str(source), str(out), parameters=p, kernel_name=kernels.kernel_name,
-                            engine_name=papermill_engine.NAME, kernel=kernel, stop=stop, progress_bar=False,
+        pm.execute_notebook(str(source), str(out), parameters=contract.parameters(spec), kernel_name=kernels.kernel_name,
+                            engine_name=ENGINE, kernel=kernel, stop=stop, progress_bar=False,
                             log_output=False,
                             execution_timeout=cell_timeout, start_timeout=120, cwd=None)
     except Exception as exc:  # classified below
@@ -160,16 +197,18 @@ def execute(spec: StepSpec, run_dir: Path, parameters: dict, cell_timeout: int, 
                           "evalue": REGISTRY.redact(str(error.evalue))[:2000]}
     if out.exists():
         nb = nbformat.read(str(out), as_version=4)
-        if result.status == "ok" and not _has_seal(nb):
-            result.status, result.exit_code, result.error = "failed", STEP_FAILED, "the notebook has no seal record"
+        if result.status == StepStatus.OK and not _has_seal(nb):
+            result.status, result.exit_code = StepStatus.FAILED, ExitCode.STEP_FAILED
+            result.error = "the notebook has no seal record"
         stamp(nb, spec, result)
         nbformat.write(nb, str(out))
         try:
             export_html(out, nb)  # here, so that parallel steps export in parallel
         except Exception as exc:  # an export failure must not hide the step's outcome
             log(f"  HTML export of {out.name} failed: {exc}")
-    elif result.status == "ok":
-        result.status, result.exit_code, result.error = "runner_error", STEP_FAILED, "no output notebook"
+    elif result.status == StepStatus.OK:
+        result.status, result.exit_code = StepStatus.RUNNER_ERROR, ExitCode.STEP_FAILED
+        result.error = "no output notebook"
     result.duration = round(time.monotonic() - start, 3)
     return result
 
@@ -182,26 +221,33 @@ def reason(result: StepResult) -> str:
     return (lines[0] if lines else result.status)[:300]
 
 
-def classify(error: Optional[BaseException], interrupted: bool = False) -> tuple[str, int, Optional[str]]:
+def classify(error: Optional[BaseException], interrupted: bool = False
+             ) -> tuple[StepStatus, ExitCode, Optional[str]]:
     if error is None:
-        return "ok", OK, None
+        return StepStatus.OK, ExitCode.OK, None
     name = error.__class__.__name__
     text = REGISTRY.redact(str(error))[:2000]
     if interrupted:
-        return "interrupted", INTERRUPTED, f"interrupted (Ctrl-C): {text}"
+        return StepStatus.INTERRUPTED, ExitCode.INTERRUPTED, f"interrupted (Ctrl-C): {text}"
     if name == "CellTimeoutError" or "CellTimeoutError" in text:
-        return "timed_out", STEP_TIMED_OUT, text
+        return StepStatus.TIMED_OUT, ExitCode.STEP_TIMED_OUT, text
     if name == "DeadKernelError" or "Kernel died" in text or "DeadKernelError" in text:
-        return "kernel_died", KERNEL_DIED, text
+        return StepStatus.KERNEL_DIED, ExitCode.KERNEL_DIED, text
     if name == "PapermillExecutionError":
-        return "failed", STEP_FAILED, text
-    return "runner_error", STEP_FAILED, f"{name}: {text}"
+        return StepStatus.FAILED, ExitCode.STEP_FAILED, text
+    return StepStatus.RUNNER_ERROR, ExitCode.STEP_FAILED, f"{name}: {text}"
 
 
 def _has_seal(nb) -> bool:
     from ..notebook.records import MIME
     return any(MIME in o.get("data", {}) and o["data"][MIME].get("name") == "seal"
                for c in nb.cells for o in c.get("outputs", []))
+
+
+# the statuses papermill leaves looking like success, and the banner's words for each
+_DID_NOT_COMPLETE = {StepStatus.TIMED_OUT: "a cell timed out", StepStatus.KERNEL_DIED: "the kernel died",
+                     StepStatus.RUNNER_ERROR: "the runner could not execute it",
+                     StepStatus.INTERRUPTED: "the run was interrupted (Ctrl-C)"}
 
 
 def stamp(nb, spec: StepSpec, result: StepResult) -> None:
@@ -212,11 +258,9 @@ def stamp(nb, spec: StepSpec, result: StepResult) -> None:
         "exit_code": result.exit_code, "started": result.started, "ended": result.ended,
         "duration_s": result.duration, "failure": result.failure, "error": result.error, "kit_version": __version__,
     }
-    if result.status in ("timed_out", "kernel_died", "runner_error", "interrupted"):
+    words = _DID_NOT_COMPLETE.get(result.status)
+    if words:
         nb.cells = [c for c in nb.cells if "mirrorkit-outcome" not in c.get("metadata", {}).get("tags", [])]
-        words = {"timed_out": "a cell timed out", "kernel_died": "the kernel died",
-                 "runner_error": "the runner could not execute it",
-                 "interrupted": "the run was interrupted (Ctrl-C)"}[result.status]
         banner = nbformat.v4.new_markdown_cell(
             f'<span style="color:red; font-size:1.4em">**This step did not complete: {words}.**</span>\n\n'
             f"Status `{result.status}`, exit code {result.exit_code}. {result.error or ''}",
@@ -292,11 +336,16 @@ class Interruption:
 
 @dataclass
 class RunOutcome:
-    exit_code: int
-    status: str
+    exit_code: ExitCode
+    status: str                      # a StepStatus, or RUN_INVALID_PARAMETERS / RUN_SECRET_FOUND
     run_dir: Optional[Path]
     results: list[StepResult] = field(default_factory=list)
     message: str = ""
+
+
+def _invalid(message: str) -> RunOutcome:
+    """Nothing was executed: no run folder, no kernel, no connection."""
+    return RunOutcome(ExitCode.INVALID_PARAMETERS, RUN_INVALID_PARAMETERS, None, message=message)
 
 
 def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, target: Optional[str] = None,
@@ -304,29 +353,27 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
         cell_timeout: int = DEFAULT_CELL_TIMEOUT, certificate_dir: Optional[Path] = None,
         log: Callable[[str], None] = lambda s: print(s, flush=True)) -> RunOutcome:
     try:
-        env = params.load(params_path)
+        env, params_sha256 = load_parameters(params_path)
     except params.ParameterError as exc:
-        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=str(exc))
+        return _invalid(str(exc))
     if mode not in ("plan", "apply"):
-        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=f"--mode {mode}: plan or apply")
+        return _invalid(f"--mode {mode}: plan or apply")
     if only and only not in STEPS:
-        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None,
-                          message=f"--only {only}: one of {', '.join(STEPS)}")
+        return _invalid(f"--only {only}: one of {', '.join(STEPS)}")
     if target:
         try:
             target = env.instance(target).name
         except params.ParameterError as exc:
-            return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=str(exc))
+            return _invalid(str(exc))
     if change_id is not None and (not change_id or any(c in change_id for c in "/\\\0") or change_id in (".", "..")):
-        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None,
-                          message=f"--change-id {change_id!r}: letters, digits and - _ . only")
+        return _invalid(f"--change-id {change_id!r}: letters, digits and - _ . only")
     try:
         resolve_all(env)
     except SecretError as exc:
-        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message=str(exc))
+        return _invalid(str(exc))
     steps = plan_steps(env, only, target, mode)
     if not steps:
-        return RunOutcome(INVALID_PARAMETERS, "invalid_parameters", None, message="no step matches --only/--target")
+        return _invalid("no step matches --only/--target")
     base = Path(out) if out else Path("runs") / env.environment
     name = utc_stamp() + (f"_{change_id}" if change_id else "")
     run_dir = base / name
@@ -337,16 +384,14 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
         except FileExistsError:
             run_dir = base / f"{name}-{n}"
     cert_dir = Path(certificate_dir) if certificate_dir else Path("runs") / env.environment / "certificates"
-    parameters = {"parameters_file": str(Path(params_path).resolve()), "parameters_sha256": sha256(Path(params_path)),
-                  "mode": mode, "change_id": change_id or "",
-                  "certificate_dir": str(cert_dir), "interactive": False}
+    contract = StepContract(Path(params_path), params_sha256, mode, change_id or "", cert_dir)
     started = utc_iso()
     log(f"mirrorkit run {env.environment} mode={mode}: {len(steps)} step(s) → {run_dir}")
     results: list[StepResult] = []
     kernels = KernelPool(len(steps), max(1, jobs), cwd=Path.cwd(), log=log)
     try:
         with Interruption(kernels) as interruption:
-            failed = _run_stages(steps, run_dir, parameters, jobs, cell_timeout, kernels, results, log,
+            failed = _run_stages(steps, run_dir, contract, jobs, cell_timeout, kernels, results, log,
                                  interruption.requested)
     finally:
         kernels.close()
@@ -354,28 +399,29 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
         log("mirrorkit run: interrupted; no further step was started")
     for s in steps:
         if not any(r.spec is s for r in results):
-            results.append(StepResult(s, status="skipped"))
+            results.append(StepResult(s, status=StepStatus.SKIPPED))
 
     _copy_artifacts(cert_dir, run_dir / "certificates")
-    status = failed.status if failed else "ok"
-    exit_code = failed.exit_code if failed else OK
+    status: str = failed.status if failed else StepStatus.OK
+    exit_code = failed.exit_code if failed else ExitCode.OK
     if interruption.requested.is_set():
-        status, exit_code = "interrupted", INTERRUPTED
+        status, exit_code = StepStatus.INTERRUPTED, ExitCode.INTERRUPTED
     leaks = scan(p for p in run_dir.rglob("*") if p.is_file())
     if leaks:
-        status, exit_code = "secret_found", SECRET_FOUND
-    write_manifest(run_dir, env, params_path, mode, change_id, started, status, exit_code, results, leaks)
+        status, exit_code = RUN_SECRET_FOUND, ExitCode.SECRET_FOUND
+    write_manifest(run_dir, env, params_path, params_sha256, mode, change_id, started, status, exit_code, results,
+                   leaks)
     for p in sorted(run_dir.rglob("*")):
         if p.is_file():
             p.chmod(0o444)
     message = (f"secret value found in: {', '.join(str(p.relative_to(run_dir)) for p in leaks)} — the run is not "
                "sealed; the files are kept for inspection" if leaks else
-               f"{'ok' if exit_code == OK else status}: {run_dir}")
+               f"{'ok' if exit_code == ExitCode.OK else status}: {run_dir}")
     log(f"mirrorkit run: {message}")
     return RunOutcome(exit_code, status, run_dir, results, message)
 
 
-def _run_stages(steps: list[StepSpec], run_dir: Path, parameters: dict, jobs: int, cell_timeout: int,
+def _run_stages(steps: list[StepSpec], run_dir: Path, contract: StepContract, jobs: int, cell_timeout: int,
                 kernels: KernelPool, results: list[StepResult], log: Callable[[str], None],
                 stop: threading.Event) -> Optional[StepResult]:
     """Stage after stage; returns the first failed step (the run stops after its stage, and after the
@@ -390,20 +436,20 @@ def _run_stages(steps: list[StepSpec], run_dir: Path, parameters: dict, jobs: in
             # one at a time: the first failure stops the run before the next notebook starts
             stage_results = []
             for s in batch:
-                stage_results.append(execute(s, run_dir, parameters, cell_timeout, log, kernels, stop))
-                if stage_results[-1].status != "ok" or stop.is_set():
+                stage_results.append(execute(s, run_dir, contract, cell_timeout, log, kernels, stop))
+                if stage_results[-1].status != StepStatus.OK or stop.is_set():
                     break
         else:
             with ThreadPoolExecutor(max_workers=min(jobs, len(batch))) as pool:
-                futures = [pool.submit(execute, s, run_dir, parameters, cell_timeout, log, kernels, stop) for s in batch]
+                futures = [pool.submit(execute, s, run_dir, contract, cell_timeout, log, kernels, stop) for s in batch]
                 stage_results = [f.result() for f in futures]
         for r in stage_results:
             results.append(r)
-            if r.status == "skipped":
+            if r.status == StepStatus.SKIPPED:
                 continue
             log(f"  [{r.spec.index}/{len(steps)}] {r.spec.notebook} {r.spec.target or ''}: {r.status} "
-                f"({r.duration:.1f} s)" + (f" — {reason(r)}" if r.status != "ok" else ""))
-            if r.status != "ok" and failed is None:
+                f"({r.duration:.1f} s)" + (f" — {reason(r)}" if r.status != StepStatus.OK else ""))
+            if r.status != StepStatus.OK and failed is None:
                 failed = r
         log(f"  stage {stage} done in {time.monotonic() - t0:.1f} s")
         if failed is not None or stop.is_set():
@@ -420,8 +466,9 @@ def _copy_artifacts(src: Path, dst: Path) -> None:
             shutil.copy2(f, dst / f.name)
 
 
-def write_manifest(run_dir: Path, env: params.Environment, params_path: Path, mode: str, change_id: Optional[str],
-                   started: str, status: str, exit_code: int, results: list[StepResult], leaks: list[Path]) -> dict:
+def write_manifest(run_dir: Path, env: params.Environment, params_path: Path, params_sha256: str, mode: str,
+                   change_id: Optional[str], started: str, status: str, exit_code: ExitCode,
+                   results: list[StepResult], leaks: list[Path]) -> dict:
     files = {}
     for p in sorted(run_dir.rglob("*")):
         if p.is_file() and p.name != "manifest.json":
@@ -429,13 +476,13 @@ def write_manifest(run_dir: Path, env: params.Environment, params_path: Path, mo
     manifest = {
         "schema_version": 1, "kit_version": __version__, "environment": env.environment, "mode": mode,
         "change_id": change_id, "operator": getpass.getuser(), "host": socket.gethostname(),
-        "parameter_file": str(params_path), "parameter_file_sha256": sha256(Path(params_path)),
+        "parameter_file": str(params_path), "parameter_file_sha256": params_sha256,
         "parameter_digest": env.digest(), "started": started, "ended": utc_iso(), "status": status,
         "exit_code": exit_code, "sealed": not leaks,
         "steps": [{"index": r.spec.index, "notebook": r.spec.notebook, "target": r.spec.target,
                    "stage": r.spec.stage, "status": r.status, "exit_code": r.exit_code, "started": r.started,
                    "ended": r.ended, "duration_s": r.duration, "failure": r.failure, "error": r.error,
-                   "reason": reason(r) if r.status not in ("ok", "skipped") else None,
+                   "reason": reason(r) if r.status not in (StepStatus.OK, StepStatus.SKIPPED) else None,
                    "notebook_file": f"{r.spec.stem}.ipynb" if (run_dir / f"{r.spec.stem}.ipynb").exists() else None,
                    "html_file": f"{r.spec.stem}.html" if (run_dir / f"{r.spec.stem}.html").exists() else None}
                   for r in sorted(results, key=lambda r: r.spec.index)],

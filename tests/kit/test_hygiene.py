@@ -14,14 +14,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mirrorkit.config import parameters as params
 from mirrorkit.execution import runner
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
-# what mirrorkit.runner passes besides parameters_file and parameters_sha256 (verify has none of the first three)
-RUN_PARAMETERS = ("target", "mode", "certificate_dir", "change_id", "interactive")
+# all that mirrorkit.execution.runner passes (verify has none of the first three): the parameter file by
+# path and the digest of its bytes, never its values (tests/kit/test_runner_contract.py)
+RUN_PARAMETERS = ("target", "mode", "certificate_dir", "parameters_file", "parameters_sha256", "change_id",
+                  "interactive")
 PAPERMILL_LEFTOVER_TAGS = ("injected-parameters", "papermill-error-cell-tag", "mirrorkit-outcome")
 
 
@@ -126,7 +127,7 @@ def test_every_value_the_runner_passes_is_a_declared_parameter(name):
     key is a notebook parameter (the kit reads the parameter file itself)."""
     from mirrorkit.notebook import runbook
     declared = set(_declared(_parameters_cell(_nb(name)).source))
-    expected = set(RUN_PARAMETERS) | {"parameters_file", "parameters_sha256"}
+    expected = set(RUN_PARAMETERS)
     if name == "verify":
         expected -= {"target", "mode", "certificate_dir"}
     assert expected <= declared, f"{name} does not declare {sorted(expected - declared)}"
