@@ -18,7 +18,7 @@ class Session:
         self._states: dict[str, catalog.InstanceState] = {}
 
     def secret(self, reference: Any, label: str) -> Secret:
-        return resolve(getattr(reference, "raw", reference), label, interactive=self.interactive)
+        return resolve(reference, label, interactive=self.interactive)
 
     def connection(self, instance: Instance):
         """One pyodbc connection per instance, opened on first use (autocommit)."""

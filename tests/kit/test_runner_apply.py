@@ -141,10 +141,11 @@ def test_html_shows_the_tsql_and_hides_the_plumbing(shared):
     for stem, text in texts.items():
         for source in HIDDEN_SOURCES:
             assert source not in text, f"{stem}.html shows the plumbing code {source!r}"
-        # the parameters stay visible: they document the inputs (the parameter file and the digest of
-        # its bytes; configuration values are not passed as parameters, tests/kit/test_runner_contract.py)
+        # the inputs stay visible: the parameter file and the digest of its bytes (the parameters), and
+        # the effective configuration the kit read from it (references only)
         assert str(shared.params.absolute()) in text, stem
         assert hashlib.sha256(shared.params.read_bytes()).hexdigest() in text, stem
+        assert f"env:{R.ENV_SA}" in text, stem
 
 
 def test_certificate_artifacts_are_in_the_run_folder_and_match_the_lab(shared):
