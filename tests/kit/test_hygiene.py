@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from mirrorkit.config import parameters as params
 from mirrorkit.execution import runner
 
 ROOT = Path(__file__).resolve().parents[2]
