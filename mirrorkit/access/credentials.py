@@ -55,29 +55,107 @@ class Secret:
         return hash(self.label)
 
 
+REDACTED = "********"
+_BASE64_MIN = 8        # shorter base64 fragments would match random base64 data (images, fonts)
+
+
+def _markdown_rendered(text: str) -> str:
+    """text as markdown shows it: a backslash before ASCII punctuation is an escape and disappears."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in string.punctuation:
+            i += 1
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def encoded_forms(value: str) -> frozenset[str]:
+    """Every form in which an exporter can write ``value`` (the empty string is never a form).
+
+    * raw; the body of a T-SQL string literal (``'`` doubled, as a server echoes a statement);
+    * the body of a JSON string, with and without ``ensure_ascii`` (.ipynb, manifest.json);
+    * HTML-escaped, with the quotes left as they are, as ``&quot;``/``&#x27;`` (Python, nbconvert) or
+      ``&#34;``/``&#39;`` (Jinja/markupsafe); also of the JSON body (JSON in HTML) and JSON of the HTML
+      (an HTML output inside an .ipynb);
+    * as markdown renders it: a backslash before ASCII punctuation is consumed, then HTML-escaped;
+    * URL-encoded: ``quote`` (``/`` kept or not) and ``quote_plus``;
+    * base64 of the UTF-8 bytes, standard and URL-safe. A value embedded in a larger base64 blob
+      starts at one of three byte offsets modulo 3, and only the characters that encode nothing but the
+      value are fixed, so the form is those characters at each of the three alignments (when at least
+      eight characters long). Line-wrapped base64 is not recognised.
+
+    Not covered: text that markdown turns into markup (``*emphasis*`` inside the value), compression,
+    hashes, or any other encryption or encoding not listed here.
+    """
+    import base64
+    import json
+    from urllib.parse import quote, quote_plus
+
+    forms = {value, value.replace("'", "''")}
+    for ascii_only in (True, False):
+        forms.add(json.dumps(value, ensure_ascii=ascii_only)[1:-1])
+    rendered = _markdown_rendered(value)
+
+    def escapes(text: str) -> set[str]:
+        base = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        out = set()
+        for dq in ('"', "&quot;", "&#34;"):
+            for sq in ("'", "&#x27;", "&#39;"):
+                out.add(base.replace('"', dq).replace("'", sq))
+        return out
+    for text in (value, rendered, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]):
+        forms |= escapes(text)
+    for h in escapes(value) | escapes(rendered):
+        forms.add(json.dumps(h)[1:-1])
+        forms.add(json.dumps(h, ensure_ascii=False)[1:-1])
+    forms |= {quote(value, safe=""), quote(value), quote_plus(value), quote_plus(value, safe="/")}
+    data = value.encode("utf-8")
+    for offset in range(3):
+        # characters [ceil(8*offset/6), floor(8*(offset+n)/6)) depend only on the value's bytes
+        first, last = -(-8 * offset // 6), 8 * (offset + len(data)) // 6
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            core = encode(b"\0" * offset + data).decode("ascii")[first:last]
+            if len(core) >= _BASE64_MIN:
+                forms.add(core)
+    forms.discard("")
+    return frozenset(forms)
+
+
 class _Registry:
-    """Every secret value resolved or generated in this process."""
+    """Every secret value resolved or generated in this process, with its encoded forms."""
 
     def __init__(self):
-        self._values: set[str] = set()
+        self._forms: dict[str, frozenset[str]] = {}
+        self._ordered: list[str] = []          # every form of every value, longest first
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
         with self._lock:
-            self._values.add(value)
+            if value in self._forms:
+                return
+            self._forms[value] = encoded_forms(value)
+            self._ordered = sorted({f for fs in self._forms.values() for f in fs}, key=len, reverse=True)
 
     def values(self) -> list[str]:
         with self._lock:
-            return sorted(self._values, key=len, reverse=True)
+            return sorted(self._forms, key=len, reverse=True)
+
+    def forms(self) -> list[str]:
+        """Every encoded form (encoded_forms) of every value, longest first."""
+        with self._lock:
+            return list(self._ordered)
 
     def redact(self, text: str) -> str:
-        for v in self.values():
-            if v:
-                text = text.replace(v, "********")
+        """text with every encoded form of every registered value replaced by ``********``."""
+        for form in self.forms():
+            if form in text:
+                text = text.replace(form, REDACTED)
         return text
 
     def found_in(self, text: str) -> bool:
-        return any(v and v in text for v in self.values())
+        """Whether text holds any encoded form of any registered value (what redact would change)."""
+        return any(form in text for form in self.forms())
 
 
 REGISTRY = _Registry()
@@ -151,20 +229,15 @@ def generate_password(label: str, length: int = 32) -> Secret:
 
 
 def scan(paths: Iterable[Path]) -> list[Path]:
-    """Files that contain any secret resolved in this process (the names only, never the value)."""
-    import html
-    import json
+    """Files that contain any encoded form (encoded_forms) of any secret resolved or generated in this
+    process: the names only, never the value. Files are compared as bytes, so binary files are covered."""
+    forms = [f.encode("utf-8") for f in REGISTRY.forms()]
     hits = []
-    values = set()
-    for v in REGISTRY.values():
-        # as written, as JSON (.ipynb) and as HTML escape it
-        for form in (v, json.dumps(v)[1:-1], html.escape(v), html.escape(json.dumps(v)[1:-1])):
-            values.add(form.encode("utf-8"))
     for path in paths:
         try:
             data = Path(path).read_bytes()
         except OSError:
             continue
-        if any(v and v in data for v in values):
+        if any(f in data for f in forms):
             hits.append(Path(path))
     return hits
