@@ -5,8 +5,13 @@ partner or replica, witness, verify — with independent notebooks of a stage in
 parallel (--jobs), stopping at the first failure. Each executed notebook gets the
 true outcome stamped into its metadata (papermill leaves a cell timeout or a dead
 kernel looking successful), an HTML export, and a line in manifest.json with the
-sha256 of every file. Before sealing, every file is scanned for every secret the
-run resolved.
+sha256 of every file. Before sealing, every file of the run folder (manifest.json
+included) is scanned for every encoded form of every secret the run resolved
+(credentials.encoded_forms); the HTML export and manifest are redacted as they are
+written and the log line by line as it is printed, and whatever needed redacting is
+a finding too; a notebook whose own seal found a secret of its kernel (a generated
+login password, notebook/run.py) is one as well. Any finding: exit 3, not sealed,
+the files named, never the value.
 
 A notebook's kernel is told the parameter file by absolute path and the sha256 of
 the bytes the runner validated, and the run's settings (StepContract), never the
@@ -68,6 +73,7 @@ class StepResult:
     duration: Optional[float] = None
     error: Optional[str] = None
     failure: Optional[dict] = None
+    secret_in: list[str] = field(default_factory=list)    # files a secret was found in or redacted from
 
 
 def utc_stamp() -> str:
@@ -169,6 +175,7 @@ def execute(spec: StepSpec, run_dir: Path, contract: StepContract, cell_timeout:
             kernels: KernelPool, stop: Optional[threading.Event] = None) -> StepResult:
     import nbformat
     import papermill as pm
+    from ..notebook.records import SEAL_SECRET_FOUND
     result = StepResult(spec)
     if stop is not None and stop.is_set():     # queued behind a step that was running at Ctrl-C
         result.status = StepStatus.SKIPPED
@@ -197,13 +204,17 @@ def execute(spec: StepSpec, run_dir: Path, contract: StepContract, cell_timeout:
                           "evalue": REGISTRY.redact(str(error.evalue))[:2000]}
     if out.exists():
         nb = nbformat.read(str(out), as_version=4)
-        if result.status == StepStatus.OK and not _has_seal(nb):
+        seal = _seal(nb)
+        if result.status == StepStatus.OK and seal is None:
             result.status, result.exit_code = StepStatus.FAILED, ExitCode.STEP_FAILED
             result.error = "the notebook has no seal record"
+        if seal is not None and seal.get("status") == SEAL_SECRET_FOUND:
+            result.secret_in.append(out.name)      # the kernel saw one of its own secrets in its outputs
         stamp(nb, spec, result)
         nbformat.write(nb, str(out))
         try:
-            export_html(out, nb)  # here, so that parallel steps export in parallel
+            if export_html(out, nb)[1]:  # here, so that parallel steps export in parallel
+                result.secret_in.append(out.with_suffix(".html").name)
         except Exception as exc:  # an export failure must not hide the step's outcome
             log(f"  HTML export of {out.name} failed: {exc}")
     elif result.status == StepStatus.OK:
@@ -238,10 +249,15 @@ def classify(error: Optional[BaseException], interrupted: bool = False
     return StepStatus.RUNNER_ERROR, ExitCode.STEP_FAILED, f"{name}: {text}"
 
 
-def _has_seal(nb) -> bool:
+def _seal(nb) -> Optional[dict]:
+    """The value of the notebook's seal record, None without one."""
     from ..notebook.records import MIME
-    return any(MIME in o.get("data", {}) and o["data"][MIME].get("name") == "seal"
-               for c in nb.cells for o in c.get("outputs", []))
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            data = o.get("data", {}).get(MIME)
+            if data and data.get("name") == "seal":
+                return data.get("value") or {}
+    return None
 
 
 # the statuses papermill leaves looking like success, and the banner's words for each
@@ -273,8 +289,9 @@ _EXPORTERS: list = []          # HTMLExporters ready for reuse: building one cos
 _EXPORTERS_LOCK = threading.Lock()
 
 
-def export_html(ipynb: Path, nb=None) -> Path:
-    """HTML for the change record: T-SQL and results shown, plumbing inputs hidden."""
+def export_html(ipynb: Path, nb=None) -> tuple[Path, bool]:
+    """HTML for the change record: T-SQL and results shown, plumbing inputs hidden. The HTML is written
+    redacted; the flag says whether the export held a secret (then the notebook leaked one)."""
     import nbformat
     if nb is None:
         nb = nbformat.read(str(ipynb), as_version=4)
@@ -292,8 +309,9 @@ def export_html(ipynb: Path, nb=None) -> Path:
         with _EXPORTERS_LOCK:
             _EXPORTERS.append(exporter)   # one thread at a time per exporter: it keeps per-export state
     out = ipynb.with_suffix(".html")
-    out.write_text(REGISTRY.redact(body), encoding="utf-8")
-    return out
+    redacted = REGISTRY.redact(body)
+    out.write_text(redacted, encoding="utf-8")
+    return out, redacted != body
 
 
 def sha256(path: Path) -> str:
@@ -348,10 +366,29 @@ def _invalid(message: str) -> RunOutcome:
     return RunOutcome(ExitCode.INVALID_PARAMETERS, RUN_INVALID_PARAMETERS, None, message=message)
 
 
+RUN_LOG = "the run's log"          # how the manifest names the log when a line held a secret
+
+
+class GuardedLog:
+    """The runner's log: every line is redacted before it is printed, and a line that needed it is a
+    finding (`held`), as if the log were a file of the run folder."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self._log = log
+        self.held = False
+
+    def __call__(self, line: str) -> None:
+        redacted = REGISTRY.redact(line)
+        if redacted != line:
+            self.held = True
+        self._log(redacted)
+
+
 def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, target: Optional[str] = None,
         jobs: int = 1, out: Optional[Path] = None, change_id: Optional[str] = None,
         cell_timeout: int = DEFAULT_CELL_TIMEOUT, certificate_dir: Optional[Path] = None,
         log: Callable[[str], None] = lambda s: print(s, flush=True)) -> RunOutcome:
+    log = GuardedLog(log)
     try:
         env, params_sha256 = load_parameters(params_path)
     except params.ParameterError as exc:
@@ -406,19 +443,33 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
     exit_code = failed.exit_code if failed else ExitCode.OK
     if interruption.requested.is_set():
         status, exit_code = StepStatus.INTERRUPTED, ExitCode.INTERRUPTED
-    leaks = scan(p for p in run_dir.rglob("*") if p.is_file())
-    if leaks:
-        status, exit_code = RUN_SECRET_FOUND, ExitCode.SECRET_FOUND
-    write_manifest(run_dir, env, params_path, params_sha256, mode, change_id, started, status, exit_code, results,
-                   leaks)
+    leaks = _findings(run_dir, results, log, [p for p in run_dir.rglob("*") if p.is_file()])
+    run_status, run_exit = (RUN_SECRET_FOUND, ExitCode.SECRET_FOUND) if leaks else (status, exit_code)
+    write_manifest(run_dir, env, params_path, params_sha256, mode, change_id, started, run_status, run_exit,
+                   results, leaks)
+    # the manifest too is scanned (it is written redacted, so a hit means a form redaction does not know)
+    if scan([run_dir / "manifest.json"]):
+        leaks = sorted(set(leaks) | {"manifest.json"})
+        run_status, run_exit = RUN_SECRET_FOUND, ExitCode.SECRET_FOUND
+        write_manifest(run_dir, env, params_path, params_sha256, mode, change_id, started, run_status, run_exit,
+                       results, leaks)
+    status, exit_code = run_status, run_exit
     for p in sorted(run_dir.rglob("*")):
         if p.is_file():
             p.chmod(0o444)
-    message = (f"secret value found in: {', '.join(str(p.relative_to(run_dir)) for p in leaks)} — the run is not "
+    message = (f"secret value found in: {', '.join(leaks)} — the run is not "
                "sealed; the files are kept for inspection" if leaks else
                f"{'ok' if exit_code == ExitCode.OK else status}: {run_dir}")
     log(f"mirrorkit run: {message}")
     return RunOutcome(exit_code, status, run_dir, results, message)
+
+
+def _findings(run_dir: Path, results: list[StepResult], log: GuardedLog, files: list[Path]) -> list[str]:
+    """Where a secret was found, relative to the run folder: the files that hold one, the files it was
+    redacted from as they were written or that their kernel flagged, and the log if a line held one."""
+    names = {str(p.relative_to(run_dir)) for p in scan(files)}
+    names.update(n for r in results for n in r.secret_in)
+    return sorted(names) + ([RUN_LOG] if log.held else [])
 
 
 def _run_stages(steps: list[StepSpec], run_dir: Path, contract: StepContract, jobs: int, cell_timeout: int,
@@ -468,7 +519,7 @@ def _copy_artifacts(src: Path, dst: Path) -> None:
 
 def write_manifest(run_dir: Path, env: params.Environment, params_path: Path, params_sha256: str, mode: str,
                    change_id: Optional[str], started: str, status: str, exit_code: ExitCode,
-                   results: list[StepResult], leaks: list[Path]) -> dict:
+                   results: list[StepResult], leaks: list[str]) -> dict:
     files = {}
     for p in sorted(run_dir.rglob("*")):
         if p.is_file() and p.name != "manifest.json":
@@ -487,7 +538,7 @@ def write_manifest(run_dir: Path, env: params.Environment, params_path: Path, pa
                    "html_file": f"{r.spec.stem}.html" if (run_dir / f"{r.spec.stem}.html").exists() else None}
                   for r in sorted(results, key=lambda r: r.spec.index)],
         "files": files,
-        "secret_found_in": [str(p.relative_to(run_dir)) for p in leaks],
+        "secret_found_in": list(leaks),
     }
     (run_dir / "manifest.json").write_text(REGISTRY.redact(json.dumps(manifest, indent=2)) + "\n", encoding="utf-8")
     return manifest
