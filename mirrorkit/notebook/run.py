@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import os
 import platform
+import re
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -314,7 +315,10 @@ class Run:
             self.applied.append(outcome)
             records.record("statement", outcome, f"{p.instance} #{i} {'ok' if ok else 'FAILED'}: {step.establishes}")
             if not ok:
-                display.markdown(f"**FAILED** on {p.instance}, statement {i}:\n\n```sql\n{step.sql}\n```\n\n{error}")
+                # the server's message in a block of its own: markdown leaves it as it is (and so does the
+                # redaction's ******** in it)
+                display.markdown(f"**FAILED** on {p.instance}, statement {i}:\n\n```sql\n{step.sql}\n```\n\n"
+                                 f"{_fenced(error, 'text')}")
                 raise RunbookError(f"{p.instance}: statement {i} ({step.establishes}) failed: {error}. Nothing after "
                                    "it was run; fix the cause and run the notebook again — it only does what is "
                                    "still missing")
@@ -324,6 +328,9 @@ class Run:
 
     # -- the end -------------------------------------------------------------------------------------
     def seal(self) -> dict:
+        """The seal record, status ok — unless an output the kit showed (display.SHOWN) holds a secret this
+        kernel knows (resolved references and generated login passwords, in any encoded form): then the
+        seal says secret_found, naming the outputs, and the cell fails (`mirrorkit run` exits 3)."""
         summary = {
             "notebook": self.notebook, "target": self.target.name if self.target else None, "mode": self.mode,
             "statements_applied": sum(1 for o in self.applied if o["ok"]),
@@ -331,7 +338,21 @@ class Run:
             "started_utc": self.started.isoformat(timespec="seconds"),
             "ended_utc": utcnow().isoformat(timespec="seconds"), "status": "ok",
         }
+        found = display.SHOWN.holding_secrets()
+        if found:
+            summary.update(status=records.SEAL_SECRET_FOUND, secret_found_in=found)
+            records.record("seal", summary, f"{self.notebook} {summary['target'] or ''}: NOT sealed, a secret is "
+                                            f"in {', '.join(found)}")
+            self.session.close()
+            raise RunbookError(f"a secret value is in the outputs above ({', '.join(found)}): this record must not "
+                               "be filed; find what showed it, then run the notebook again")
         records.record("seal", summary, f"{self.notebook} {summary['target'] or ''}: sealed, "
                                         f"{summary['statements_applied']} statement(s) applied")
         self.session.close()
         return summary
+
+
+def _fenced(text: str, info: str = "") -> str:
+    """text as a markdown code block, fenced by more backticks than any run of them inside it."""
+    fence = "`" * max(3, max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
