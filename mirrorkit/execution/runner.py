@@ -208,13 +208,16 @@ def execute(spec: StepSpec, run_dir: Path, contract: StepContract, cell_timeout:
         if result.status == StepStatus.OK and seal is None:
             result.status, result.exit_code = StepStatus.FAILED, ExitCode.STEP_FAILED
             result.error = "the notebook has no seal record"
-        if seal is not None and seal.get("status") == SEAL_SECRET_FOUND:
-            result.secret_in.append(out.name)      # the kernel saw one of its own secrets in its outputs
+        # the kernel saw one of its own secrets (one this process never knew) in its outputs: the HTML made
+        # from them holds it too
+        kernel_found = seal is not None and seal.get("status") == SEAL_SECRET_FOUND
         stamp(nb, spec, result)
         nbformat.write(nb, str(out))
         try:
-            if export_html(out, nb)[1]:  # here, so that parallel steps export in parallel
+            if export_html(out, nb)[1] or kernel_found:  # here, so that parallel steps export in parallel
                 result.secret_in.append(out.with_suffix(".html").name)
+            if kernel_found:
+                result.secret_in.append(out.name)
         except Exception as exc:  # an export failure must not hide the step's outcome
             log(f"  HTML export of {out.name} failed: {exc}")
     elif result.status == StepStatus.OK:

@@ -370,3 +370,36 @@ def test_cli_a_secret_the_lab_shows_in_a_catalog_table_is_caught(fresh):
         assert not any(f in (run_dir / "manifest.json").read_text(encoding="utf-8") for f in forms)
     finally:
         sql(f"DROP LOGIN [{other}]")
+
+
+def test_the_kernels_seal_refuses_when_an_output_holds_a_secret_it_learnt_later(fresh, monkeypatch):
+    """A test-only cell shows text through the kit's display, then the kernel learns that text is a secret
+    (as when a password is generated or resolved after something showed it). The runner never knows the
+    value; the kernel's seal finds it in what the kit showed, records status secret_found naming the
+    output (never the value) and fails the cell; `mirrorkit run` exits 3 naming the notebook."""
+    tmp = fresh["tmp"]
+    d = tmp / "kernel-seal"
+    late = "Late-" + secrets.token_hex(6) + NASTY
+    source = ("from mirrorkit.notebook import display as _d\n"
+              "from mirrorkit.access.credentials import Secret as _S\n"
+              f"_d.markdown('shown early: ' + {late!r})\n"
+              f"_late = _S({late!r}, 'a secret learnt late')\n")
+    monkeypatch.setattr(runner, "NOTEBOOK_DIR", R.notebook_dir_with_cell(d / "notebooks", "outbound", source))
+    timed = R.run(fresh["params"], mode="plan", only="outbound", target="PARTNER_A", out=d / "runs",
+                  certificate_dir=fresh["certs"])
+    out = timed.outcome
+    assert not REGISTRY.found_in(late), "the value reached the test process's registry"
+    assert out.exit_code == runner.SECRET_FOUND, "\n".join(timed.log)
+    m = R.manifest(out.run_dir)
+    assert m["sealed"] is False
+    assert m["secret_found_in"] == ["01-outbound-PARTNER_A.html", "01-outbound-PARTNER_A.ipynb"], m
+    from mirrorkit.notebook.records import read_records
+    (seal,) = read_records(out.run_dir / "01-outbound-PARTNER_A.ipynb")["seal"]
+    assert seal["status"] == "secret_found" and seal["secret_found_in"], seal
+    assert all("markdown" in where for where in seal["secret_found_in"]), seal
+    assert m["steps"][0]["status"] == "failed"
+    assert "secret value is in the outputs" in (m["steps"][0]["reason"] or ""), m["steps"][0]
+    # what the kernel showed before it knew stays in its .ipynb and the HTML made from it (the runner cannot
+    # redact a value it never knew); the manifest and the log do not hold it
+    assert _holding(_everything(out.run_dir, timed.log), late) == ["01-outbound-PARTNER_A.html",
+                                                                   "01-outbound-PARTNER_A.ipynb"]
