@@ -28,6 +28,10 @@ class Shown:
         with self._lock:
             self._items.append((label, text))
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
     def holding_secrets(self) -> list[str]:
         """The labels of the outputs that hold any encoded form of any registered secret (never the value)."""
         with self._lock:

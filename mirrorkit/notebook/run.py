@@ -81,6 +81,7 @@ class Run:
     _done: set = field(default_factory=set)
 
     def __post_init__(self):
+        display.SHOWN.clear()          # the seal scans what this run showed (tests run many in one process)
         if self.session is None:
             self.session = Session(self.env, interactive=self.interactive)
         self.ctx = Context(self.env, self.session, self.certificate_dir)
