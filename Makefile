@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-APT_PACKAGES := unixodbc tdsodbc freetds-bin
+APT_PACKAGES := unixodbc tdsodbc freetds-bin openssl
 STAMP  := $(VENV)/.mirrorkit-installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

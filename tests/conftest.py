@@ -14,6 +14,14 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from hypothesis import settings
+
+# Hypothesis: derandomized by default, so a red CI run draws the same examples on every machine and
+# reproduces; MIRRORKIT_HYPOTHESIS_RANDOM=1 (or --hypothesis-profile=random) draws fresh examples, as a
+# nightly run should, and prints the seed of a failure (@seed) for the reproduction.
+settings.register_profile("derandomized", derandomize=True, database=None)
+settings.register_profile("random", derandomize=False, print_blob=True)
+settings.load_profile("random" if os.environ.get("MIRRORKIT_HYPOTHESIS_RANDOM", "") not in ("", "0") else "derandomized")
 
 SA_PASSWORD = "Lab-Test-Passw0rd!"
 # one counter per process, even when this file is imported a second time as tests.conftest

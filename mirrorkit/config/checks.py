@@ -10,12 +10,23 @@ from __future__ import annotations
 import difflib
 import re
 import string
+import unicodedata
 from typing import Any, Iterable, Mapping
 
 from .model import OPTIONAL, REQUIRED, RUN_PARAMETERS, Key
 from .nodes import MAP, SCALAR, SECRETISH, SEQ, UNREADABLE, Node, join, last_key, looks_secretish
 from .problems import Problem
 from .references import NotAReference, has_control, parse_secret_ref
+
+
+def invisible_character(text: str) -> str | None:
+    """The first Unicode format character (category Cf: bidirectional controls such as U+202E, zero-width
+    characters, U+FEFF) in ``text``, as 'U+XXXX (NAME)'; None when there is none. They make a name display
+    differently from what SQL Server stores, in the plan, the notebook and the catalog."""
+    for c in text:
+        if unicodedata.category(c) == "Cf":
+            return f"U+{ord(c):04X} ({unicodedata.name(c, 'unnamed')})"
+    return None
 
 __all__ = ["BAD", "Checker", "SECRET_FIX", "short", "kind_of", "quote_yaml"]
 
@@ -220,6 +231,12 @@ class Checker:
                 hint = ("inside double quotes a backslash starts an escape (\\t, \\n, \\f ...); "
                         "write paths and HOST\\INSTANCE in single quotes")
                 self.add(path, "contains control characters (a tab, a line or paragraph break ...)", hint, node)
+                return BAD
+            invisible = invisible_character(value)
+            if invisible is not None:
+                self.add(path, f"contains the invisible formatting character {invisible}, so it would not "
+                         "read as what it is (bidirectional override, zero-width ...)",
+                         "remove it and write the value with visible characters only", node)
                 return BAD
             if value != value.strip() and not strip_ok:
                 self.add(path, "has leading or trailing spaces", "remove them", node)

@@ -36,6 +36,10 @@ RUN_PARAMETERS: tuple[str, ...] = ("target", "mode", "change_id", "certificate_d
 
 SYSNAME = 128           # SQL Server identifiers (sysname)
 SUBJECT_MAX = 64        # certificate SUBJECT on SQL Server on Linux
+#: A server-side directory: no '..' segment, so the path the plan shows is the directory the server writes to.
+SERVER_PATH = dict(pattern=r"^(?!(?:.*[\\/])?\.\.(?:[\\/]|$))",
+                   pattern_message="{value} has a '..' segment",
+                   pattern_hint="write the directory itself, without '..' (e.g. 'D:\\Backup\\certs')")
 
 
 class _Marker:
@@ -146,7 +150,10 @@ def overrides(help: str, cls: type) -> Any:
 class ConnectionSettings:
     """How the kit connects to an instance (TDS through ODBC)."""
     driver: str = text("ODBC driver name (`FreeTDS` for the lab)",
-                       default="ODBC Driver 18 for SQL Server", example="'ODBC Driver 18 for SQL Server'")
+                       default="ODBC Driver 18 for SQL Server", example="'ODBC Driver 18 for SQL Server'",
+                       # a brace or ; would end the DRIVER={…} value of the connection string early
+                       pattern=r"^[^{};]*$", pattern_message="{value} contains a brace or ';'",
+                       pattern_hint="write the driver name as odbcinst.ini lists it, e.g. driver: FreeTDS")
     authentication: str = choice("`windows` = Trusted_Connection (Kerberos on Linux)", ("sql", "windows"),
                                  default="sql")
     user: str | None = text("login the kit uses", default=None, nullable=True, example="mirrorkit_admin",
@@ -191,7 +198,7 @@ class EndpointSettings:
 class PrivateKeyBackup:
     directory: str = text("BACKUP CERTIFICATE … WITH PRIVATE KEY to this server-side directory",
                           default=OPTIONAL, nullable=True, example="'D:\\Backup\\certs'",
-                          doc_type="server path", doc_default="none (no backup)")
+                          doc_type="server path", doc_default="none (no backup)", **SERVER_PATH)
     password: SecretRef = secret("ENCRYPTION BY PASSWORD of the PVK file", example="env:MIRRORKIT_PVK_PASSWORD",
                                  default=OPTIONAL, doc_default="required with `directory`")
 
@@ -210,7 +217,7 @@ class CertificateSettings:
                            "FILE on the target (needs `file_share`)", ("binary", "file"), default="binary")
     file_share: str | None = text("a directory every instance reaches under the same path (`\\\\fileserver\\certs`), "
                                   "for `transfer: file`", default=None, nullable=True,
-                                  example="'\\\\fileserver\\certs'", doc_type="server path")
+                                  example="'\\\\fileserver\\certs'", doc_type="server path", **SERVER_PATH)
     private_key_backup: PrivateKeyBackup | None = section("back up each certificate with its private key",
                                                           PrivateKeyBackup, default=None)
 

@@ -255,6 +255,9 @@ def _yaml_hint(problem: str) -> str:
     return "check the indentation and the quoting on that line"
 
 
+MAX_FILE_BYTES = 1024 * 1024      # a real parameter file is a few kilobytes
+
+
 def load(path: str | Path) -> Environment:
     """Read, check and return the parameter file at ``path``; ParameterError lists every problem."""
     source = str(path)
@@ -277,6 +280,10 @@ def load_bytes(data: bytes, source: str) -> Environment:
     """
     source = str(source)
     ck = Checker(source)
+    if len(data) > MAX_FILE_BYTES:       # before YAML reads it: a huge file costs seconds per megabyte
+        raise ParameterError(source, [Problem("", f"is {len(data) / 1e6:.1f} MB, more than a parameter file can "
+                                              f"be ({MAX_FILE_BYTES // 1024 // 1024} MiB)",
+                                              "write only the documented keys (see parameters/example-prod.yaml)")])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -209,6 +209,7 @@ def check_auth(ck: Checker, recs: list[dict[str, Any]], base: dict[str, Any] | N
     if base is None:
         return
     missing: dict[tuple[str, str], list[str]] = {}
+    bad_users: list[str] = []
     for rec in recs:
         over = rec["connection"]
         if over is None:
@@ -221,6 +222,14 @@ def check_auth(ck: Checker, recs: list[dict[str, Any]], base: dict[str, Any] | N
         for key in ("user", "password"):
             if merged.get(key) is None:
                 missing.setdefault((where, key), []).append(label)
+        user = merged.get("user")
+        if isinstance(user, str) and "};" in user and "freetds" in str(merged.get("driver", "")).lower():
+            # FreeTDS ends a {…} value at the first "};" (it does not read }} as one brace)
+            at = f"instances[{rec['index']}].connection.user" if "user" in over else "connection.user"
+            if at not in bad_users:
+                bad_users.append(at)
+                ck.add(at, "contains '};', which the FreeTDS ODBC driver cannot take in a connection string",
+                       "use another login, or Microsoft's ODBC Driver 18 (connection.driver)")
     for (where, key), labels in missing.items():
         example = "mirrorkit_admin" if key == "user" else "env:MIRRORKIT_SQL_PASSWORD"
         used = f" (needed by {', '.join(labels)})" if where == "connection" else ""

@@ -28,7 +28,7 @@ from mirrorkit_lab.crypto import (
 
 START = datetime(2024, 3, 1, 12, 30, 15)
 EXPIRY = datetime(2025, 3, 1, 12, 30, 15)
-OPENSSL = shutil.which("openssl")
+OPENSSL = shutil.which("openssl")   # a Debian package of the Makefile (APT_PACKAGES): required, never skipped
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +180,8 @@ def test_private_key_matches(cert_and_key, other_cert_and_key):
     assert not crypto.private_key_matches(der, ec.generate_private_key(ec.SECP256R1()))
 
 
-@pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not available")
 def test_openssl_accepts_generated_certificate(tmp_path):
+    assert OPENSSL is not None, "the openssl CLI is missing: install it (make deps installs the Debian package)"
     der, _ = crypto.generate_certificate("openssl check", datetime(1900, 1, 1), datetime(2100, 1, 1), key_bits=1024)
     (tmp_path / "c.cer").write_bytes(der)
     pem = subprocess.run([OPENSSL, "x509", "-inform", "DER", "-in", str(tmp_path / "c.cer")],
@@ -248,16 +248,17 @@ def test_pvk_malformed(cert_and_key):
 
 
 def _openssl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run openssl; RC4 lives in OpenSSL 3's legacy provider, so retry with it loaded."""
+    """Run openssl; RC4 lives in OpenSSL 3's legacy provider, so retry with it loaded. A failure fails the
+    test: our PVK files must be readable by the openssl every supported system ships."""
+    assert OPENSSL is not None, "the openssl CLI is missing: install it (make deps installs the Debian package)"
     out = subprocess.run([OPENSSL, *args], capture_output=True)
     if out.returncode != 0:
         out = subprocess.run([OPENSSL, *args, "-provider", "legacy", "-provider", "default"], capture_output=True)
-    if check and out.returncode != 0:
-        pytest.skip(f"openssl cannot do this here (RC4/legacy provider missing?): {out.stderr.decode()[-300:]}")
+    if check:
+        assert out.returncode == 0, f"openssl {' '.join(args[:3])} … failed: {out.stderr.decode(errors='replace')[-500:]}"
     return out
 
 
-@pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not available")
 @pytest.mark.parametrize("password", [PASSWORD, "Pässwörd-ünïcode-1"])
 def test_openssl_reads_our_pvk(tmp_path, cert_and_key, password):
     _, key = cert_and_key
@@ -271,7 +272,6 @@ def test_openssl_reads_our_pvk(tmp_path, cert_and_key, password):
     assert wrong.returncode != 0
 
 
-@pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not available")
 @pytest.mark.parametrize("variant", ["-pvk-strong", "-pvk-weak"])
 def test_we_read_openssl_pvk(tmp_path, cert_and_key, variant):
     _, key = cert_and_key
@@ -284,7 +284,6 @@ def test_we_read_openssl_pvk(tmp_path, cert_and_key, variant):
         crypto.pvk_decode(data, "wrong")
 
 
-@pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not available")
 def test_we_read_unencrypted_openssl_pvk(tmp_path, cert_and_key):
     _, key = cert_and_key
     (tmp_path / "k.der").write_bytes(crypto.private_key_to_bytes(key))

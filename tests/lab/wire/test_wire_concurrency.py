@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pyodbc
 import pytds
@@ -41,30 +42,40 @@ def test_20_clients_x_200_queries(server, engine):
 
 
 def test_mixed_clients_concurrently(server):
+    """4 pyodbc and 4 pytds clients at once: every one finishes all its queries within the deadline."""
     port = server.address[1]
     errors: list[BaseException] = []
+    done: list[str] = []
 
-    def odbc() -> None:
+    def odbc(name: str) -> None:
         try:
             with pyodbc.connect(odbc_string(port), timeout=10) as c:
                 for _ in range(50):
                     assert len(c.cursor().execute("SELECT big 300").fetchall()) == 300
+            done.append(name)
         except BaseException as e:     # noqa: BLE001
             errors.append(e)
 
-    def tds() -> None:
+    def tds(name: str) -> None:
         try:
             with pytds.connect(dsn="127.0.0.1", port=port, user="u", password="p",
                                autocommit=True) as c, c.cursor() as cur:
                 for i in range(100):
                     cur.execute("SELECT %s", (i,))
                     assert cur.fetchall() == [(i,)]
+            done.append(name)
         except BaseException as e:     # noqa: BLE001
             errors.append(e)
 
-    threads = [threading.Thread(target=f) for f in (odbc, tds) * 4]
+    clients = [(f, f"{f.__name__}-{n}") for n, f in enumerate((odbc, tds) * 4)]
+    # daemon threads: a client that hangs fails the test below instead of holding pytest at exit
+    threads = [threading.Thread(target=f, args=(name,), name=name, daemon=True) for f, name in clients]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 60     # about 1 s here; generous for a loaded CI machine
     for t in threads:
-        t.join(120)
+        t.join(max(0.0, deadline - time.monotonic()))
+    hung = [t.name for t in threads if t.is_alive()]
     assert not errors, errors[:3]
+    assert not hung, f"clients still waiting after 60 s: {hung}"
+    assert sorted(done) == sorted(name for _, name in clients)

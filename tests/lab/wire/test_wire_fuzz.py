@@ -113,9 +113,12 @@ def test_fuzz_every_state_then_serve_a_real_client(engine, cert_files, caplog):
             run_case(tls_srv.address[1], rng, "login", tls=True)
         for i in range(200):                          # reader-thread mode
             run_case(threaded_srv.address[1], rng, ("login", "loggedin")[i % 2])
-        fresh = pyodbc.connect(odbc_string(port), timeout=10)
-        assert fresh.cursor().execute("SELECT ?", 7).fetchone()[0] == 7
-        fresh.close()
+        # every one of the three listeners still serves a real client (the TLS one over full TLS)
+        for s, extra in ((srv, ""), (tls_srv, "Encryption=require;"), (threaded_srv, "")):
+            fresh = pyodbc.connect(odbc_string(s.address[1], extra=extra), timeout=10)
+            assert fresh.cursor().execute("SELECT ?", 7).fetchone()[0] == 7, s
+            assert fresh.cursor().execute("SELECT big 500").fetchall()[-1][0] == 499, s
+            fresh.close()
         assert bystander.cursor().execute("SELECT 1").fetchone()[0] == 1
         bystander.close()
         deadline = time.monotonic() + 5

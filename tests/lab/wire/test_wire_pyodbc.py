@@ -241,9 +241,12 @@ def test_tls_login_only(tls_server_factory):
 
 
 def test_tls_forced_by_server(tls_server_factory):
+    # FreeTDS' default "request" would protect only the login; a server that requires encryption makes it full TLS
     srv = tls_server_factory("required")
     with connect(srv.address[1]) as c:
         assert rows(c.cursor().execute("SELECT ?", 3)) == [(3,)]
+    session = srv.instance.sessions[-1]
+    assert session.client["encrypted"] is True, session.client
 
 
 def test_encryption_required_by_client_but_server_off(port):
