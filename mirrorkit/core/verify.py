@@ -221,7 +221,7 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
     ei, ea = si.endpoint, sa.endpoint
     if ei is None:
         return fail("P01", f"{ini.name}'s own endpoint is missing",
-                    Remediation.run("outbound", ini.name, f"run outbound on {ini.name}"), 1486)
+                    Remediation.run("outbound", ini.name), 1486)
     if ei.state != "STARTED":
         return fail("P01", f"{ini.name}'s own endpoint is {ei.state}",
                     _sql(tsql.alter_endpoint(ei.name, state="STARTED"), ini.name), 1486)
@@ -234,7 +234,7 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
                     _advice(f"see the instance checks for {ini.name} (I02, I05, I09)"), 28055)
     if ea is None:
         return fail("P03", f"{acc.name} has no DATABASE_MIRRORING endpoint",
-                    Remediation.run("outbound", acc.name, f"run outbound on {acc.name}"), 1418)
+                    Remediation.run("outbound", acc.name), 1418)
     # peers connect to the URL the parameters give (TCP://endpoint_address:endpoint_port)
     address = (acc.endpoint_address, acc.endpoint_port)
     if address not in reach:
