@@ -58,6 +58,19 @@ def _state(lab) -> dict:
 
 
 @pytest.fixture(scope="module")
+def kernels():
+    """Kernels started ahead, as `mirrorkit run` starts them (mirrorkit.execution.kernels), so that the cases
+    wait for no kernel start; they inherit the secrets' environment, set here before the first starts."""
+    from mirrorkit.execution.kernels import KernelPool
+    mp = pytest.MonkeyPatch()
+    H.secret_env(mp, pvk=PVK)
+    pool = KernelPool(2 * len(CASES) + 2, 2, cwd=H.ROOT)
+    yield pool
+    pool.close()
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The catalog after an uninterrupted run of the whole runbook."""
     tmp = tmp_path_factory.mktemp("reference")
@@ -90,7 +103,7 @@ def test_reference_statement_counts(tmp_path, lab, monkeypatch):
 
 
 @pytest.mark.parametrize("notebook,target,k", CASES, ids=[f"{nb}-{t}-after-{k}" for nb, t, k in CASES])
-def test_interrupted_then_rerun_ends_like_an_uninterrupted_run(tmp_path, lab, monkeypatch, reference,
+def test_interrupted_then_rerun_ends_like_an_uninterrupted_run(tmp_path, lab, monkeypatch, reference, kernels,
                                                                 notebook, target, k):
     H.secret_env(monkeypatch, pvk=PVK)
     l = lab(*NAMES)
@@ -104,7 +117,7 @@ def test_interrupted_then_rerun_ends_like_an_uninterrupted_run(tmp_path, lab, mo
     # 2. the step, interrupted after statement k
     with H.DropAfterStatement(list(l.instances.values()), k) as fault:
         interrupted = H.run_notebook(notebook, param_file, target=target, mode="apply", certificate_dir=certs,
-                                     out_dir=tmp_path / "interrupted")
+                                     out_dir=tmp_path / "interrupted", kernels=kernels)
     assert fault.fired and len(fault.seen) == k, f"the fault did not fire after statement {k}: {fault.seen}"
     assert not interrupted.ok, "the kit must notice that its connection died"
     # the interrupted run's own record: where it stopped, and that it did not complete
@@ -116,7 +129,7 @@ def test_interrupted_then_rerun_ends_like_an_uninterrupted_run(tmp_path, lab, mo
     assert "seal" not in interrupted.records, "an interrupted run was sealed as complete"
     # 3. the notebook again, under papermill
     rerun = H.run_notebook(notebook, param_file, target=target, mode="apply", certificate_dir=certs,
-                           out_dir=tmp_path / "out")
+                           out_dir=tmp_path / "out", kernels=kernels)
     assert rerun.ok, rerun.describe()
     statements = rerun.statements()
     assert all(s["ok"] for s in statements)
