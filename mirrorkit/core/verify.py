@@ -71,6 +71,26 @@ def trust_notebook(env: params.Environment, initiator: params.Instance, acceptor
     return "inbound", acceptor.name
 
 
+def back_to_parameters_certificate(env: params.Environment, inst: params.Instance, st: InstanceState,
+                                   now: datetime) -> Optional[Remediation]:
+    """ALTER ENDPOINT … AUTHENTICATION = CERTIFICATE <the parameters' certificate>, when the endpoint uses
+    another one and the parameters' certificate is there, usable (private key by the master key) and valid
+    beyond the warning window: the peers trust it after inbound (and the witness notebook). None otherwise."""
+    ep, want = st.endpoint, env.certificate_name(inst)
+    cert = st.certificate(want)
+    current = st.endpoint_certificate
+    if ep is None or cert is None or cert.private_key != "MK" or not cert.valid_at(now):
+        return None
+    if current is not None and current.name.lower() == want.lower() and ep.uses_certificate:
+        return None
+    if (cert.expiry - now).days < env.verify.expiry_warning_days:
+        return None
+    return Remediation.sql(tsql.alter_endpoint(ep.name, certificate=want), inst.name,
+                           f"move the endpoint to {want}, the certificate the parameters name (run inbound and the "
+                           "witness notebook first so that every peer trusts it; altering an in-use endpoint can "
+                           "restart it)")
+
+
 def check_instance(env: params.Environment, inst: params.Instance, obs: Observation, now: datetime) -> list[Finding]:
     out: list[Finding] = []
     add = out.append
@@ -108,12 +128,15 @@ def check_instance(env: params.Environment, inst: params.Instance, obs: Observat
     want_cert = env.certificate_name(inst)
     cert = st.endpoint_certificate
     to_cert = tsql.alter_endpoint(ep.name, certificate=want_cert)
+    move = back_to_parameters_certificate(env, inst, st, now)
     if not ep.uses_certificate or cert is None:
         finding("I05", FAIL, f"endpoint authentication is {ep.authentication}, not certificate",
                 _sql(to_cert, n, f"after notebooks/outbound.ipynb target {n} if {want_cert} does not exist"))
     elif cert.name.lower() != want_cert.lower():
         finding("I05", WARN, f"the endpoint authenticates with certificate {cert.name}, the parameters name {want_cert}",
-                _advice(f"set certificate.name for {n}, or move the endpoint: " + Remediation.sql(to_cert, n).text))
+                move or Remediation.run("outbound", n, f"set certificate.name for {n} to {cert.name}, or run "
+                                        f"notebooks/outbound.ipynb target {n} with endpoint.allow_alter: true to "
+                                        f"create {want_cert} and move the endpoint to it"))
     else:
         finding("I05", PASS, f"CERTIFICATE authentication with {cert.name}")
     want_alg = codes.algorithm_desc(env.endpoint.encryption, env.endpoint.algorithm)
@@ -138,28 +161,34 @@ def check_instance(env: params.Environment, inst: params.Instance, obs: Observat
         if cert.private_key != "MK":
             finding("I09", FAIL, f"certificate {cert.name} has no private key encrypted by the master key "
                     f"({cert.private_key}): 28055 at every connection",
-                    Remediation.run("outbound", n, f"create a new endpoint certificate: set certificate.name and run "
-                                    f"notebooks/outbound.ipynb target {n} with endpoint.allow_alter: true"))
+                    move or Remediation.run("outbound", n, f"create a new endpoint certificate: set certificate.name "
+                                            f"and run notebooks/outbound.ipynb target {n} with "
+                                            "endpoint.allow_alter: true"))
         else:
             finding("I09", PASS, "private key encrypted by the master key")
-        out.append(_validity(n, None, "I10", cert, now, env.verify.expiry_warning_days, "endpoint certificate"))
+        out.append(_validity(n, None, "I10", cert, now, env.verify.expiry_warning_days, "endpoint certificate",
+                             move))
     return out
 
 
+ROTATE = ("rotate (docs/operations.md, Rotating an endpoint certificate): a new certificate.name, outbound, inbound "
+          "and the witness notebook, then outbound with endpoint.allow_alter: true (ALTER ENDPOINT … AUTHENTICATION "
+          "= CERTIFICATE)")
+
+
 def _validity(instance: str, peer: Optional[str], check: str, cert: Certificate, now: datetime, warn_days: int,
-              what: str) -> Finding:
+              what: str, move: Optional[Remediation] = None) -> Finding:
     if cert.expiry < now:
         return Finding(check, instance, peer, FAIL, f"{what} {cert.name} expired on {cert.expiry:%Y-%m-%d %H:%M}",
-                       _advice("rotate: a new certificate (certificate.name), outbound and inbound again, then "
-                               "ALTER ENDPOINT"), 28035)
+                       move or _advice(ROTATE), 28035)
     if cert.start > now:
         return Finding(check, instance, peer, FAIL, f"{what} {cert.name} is not valid before "
-                       f"{cert.start:%Y-%m-%d %H:%M} UTC", _advice("wait, or use a certificate with an earlier START_DATE"),
-                       28035)
+                       f"{cert.start:%Y-%m-%d %H:%M} UTC",
+                       move or _advice("wait, or use a certificate with an earlier START_DATE"), 28035)
     days = (cert.expiry - now).days
     if days < warn_days:
         return Finding(check, instance, peer, WARN, f"{what} {cert.name} expires on {cert.expiry:%Y-%m-%d} "
-                       f"({days} days)", _advice("plan a rotation before it expires"))
+                       f"({days} days)", move or _advice("plan a rotation before it expires: " + ROTATE))
     return Finding(check, instance, peer, PASS, f"{what} {cert.name} valid until {cert.expiry:%Y-%m-%d}")
 
 
@@ -190,9 +219,12 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
     if si is None or sa is None:
         return fail("P00", "cannot read one of the instances", _advice("see I00"))
     ei, ea = si.endpoint, sa.endpoint
-    if ei is None or ei.state != "STARTED":
-        return fail("P01", f"{ini.name}'s own endpoint is {'missing' if ei is None else ei.state}",
-                    _advice("see the instance checks for " + ini.name), 1486)
+    if ei is None:
+        return fail("P01", f"{ini.name}'s own endpoint is missing",
+                    Remediation.run("outbound", ini.name), 1486)
+    if ei.state != "STARTED":
+        return fail("P01", f"{ini.name}'s own endpoint is {ei.state}",
+                    _sql(tsql.alter_endpoint(ei.name, state="STARTED"), ini.name), 1486)
     cert_i = si.endpoint_certificate
     if not ei.uses_certificate:
         return fail("P02", f"{ini.name}'s endpoint does not authenticate with a certificate ({ei.authentication})",
@@ -202,7 +234,7 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
                     _advice(f"see the instance checks for {ini.name} (I02, I05, I09)"), 28055)
     if ea is None:
         return fail("P03", f"{acc.name} has no DATABASE_MIRRORING endpoint",
-                    Remediation.run("outbound", acc.name, f"run outbound on {acc.name}"), 1418)
+                    Remediation.run("outbound", acc.name), 1418)
     # peers connect to the URL the parameters give (TCP://endpoint_address:endpoint_port)
     address = (acc.endpoint_address, acc.endpoint_port)
     if address not in reach:
@@ -217,10 +249,13 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
         return fail("P04", f"{acc.name}'s endpoint is DISABLED", _sql(start, acc.name), 9666)
     if not ea.uses_certificate:
         return fail("P05", f"{acc.name}'s endpoint does not accept certificate authentication ({ea.authentication})",
-                    _advice("see I05 on " + acc.name), 28027)
+                    _sql(tsql.alter_endpoint(ea.name, certificate=env.certificate_name(acc)), acc.name,
+                         f"after notebooks/outbound.ipynb target {acc.name} if {env.certificate_name(acc)} does not "
+                         "exist"), 28027)
     if not cert_i.valid_at(now):
         return fail("P06", f"{ini.name}'s endpoint certificate {cert_i.name} is outside its validity window",
-                    _advice(f"rotate {ini.name}'s certificate (see I10)"), 28035)
+                    back_to_parameters_certificate(env, ini, si, now) or
+                    _advice(f"on {ini.name}: " + ROTATE), 28035)
     notebook, nb_target = trust_notebook(env, ini, acc)
     match = sa.certificate_by_thumbprint(cert_i.thumbprint)
     if match is None:
@@ -241,7 +276,7 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
                     _run(notebook, nb_target), 28035)
     if not match.valid_at(now):
         return fail("P08", f"{acc.name}'s copy {match.name} of {ini.name}'s certificate is outside its validity window",
-                    _advice(f"rotate {ini.name}'s certificate"), 28035)
+                    back_to_parameters_certificate(env, ini, si, now) or _advice(f"on {ini.name}: " + ROTATE), 28035)
     want_user = env.user_name(ini)
     foreign = (match.owner or "").lower() != want_user.lower()
     give_back = tsql.alter_certificate_owner(match.name, want_user)
@@ -250,27 +285,28 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
         # own user owning its certificate (what the trust notebooks create)
         found = f"certificate {match.name} is owned by {match.owner or 'nobody'}, not by {ini.name}'s user {want_user}"
         if sa.user(want_user) is not None:
-            late.append(Finding("P14", acc.name, ini.name, FAIL, found, _sql(give_back, acc.name)))
+            owner_fix = _sql(give_back, acc.name)
         else:
-            late.append(Finding("P14", acc.name, ini.name, FAIL, found, Remediation.run(
+            owner_fix = Remediation.run(
                 notebook, nb_target, f"run notebooks/{notebook}.ipynb with target {nb_target} (creates {want_user} "
-                "and gives it the certificate)")))
+                "and gives it the certificate)")
+        late.append(Finding("P14", acc.name, ini.name, FAIL, found, owner_fix))
     login = sa.login_by_sid(match.owner_sid)
     if login is None and foreign:
         return fail("P09", f"certificate {match.name} is owned by {match.owner or 'nobody'}, which maps to no login",
-                    _advice("see P14"), 28034)
+                    owner_fix, 28034)
     if login is None:
         return fail("P09", f"certificate {match.name} is owned by {match.owner or 'nobody'}, which maps to no login",
                     _sql(give_back, acc.name, f"or run {notebook} on {nb_target}"), 28034)
     want_login = env.login_name(ini)
     if login.disabled and foreign:
-        return fail("P10", f"login {login.name} (owner of {match.name}) is disabled", _advice("see P14"), 28034)
+        return fail("P10", f"login {login.name} (owner of {match.name}) is disabled", owner_fix, 28034)
     if login.disabled:
         return fail("P10", f"login {login.name} (owner of {match.name}) is disabled",
                     _sql(tsql.enable_login(login.name), acc.name), 28034)
     ok, why = sa.may_connect(login)
     if not ok and foreign:
-        return fail("P11", f"login {login.name} may not CONNECT to {ea.name} ({why})", _advice("see P14"), 28034)
+        return fail("P11", f"login {login.name} may not CONNECT to {ea.name} ({why})", owner_fix, 28034)
     if not ok:
         grant = tsql.grant_connect(ea.name, login.name)
         if why == "DENY":
@@ -278,16 +314,22 @@ def check_pair(env: params.Environment, ini: params.Instance, acc: params.Instan
         return fail("P11", f"login {login.name} may not CONNECT to {ea.name} ({why})", _sql(grant, acc.name), 28034)
     mi, ai = codes.encryption_of(ei.algorithm), codes.encryption_of(ea.algorithm)
     if mi and ai:
+        want_alg = codes.algorithm_desc(env.endpoint.encryption, env.endpoint.algorithm)
+        off = next(((i, e) for i, e in ((acc, ea), (ini, ei)) if e.algorithm != want_alg), None)
+        align = (_sql(tsql.alter_endpoint(off[1].name, encryption=env.endpoint.encryption,
+                                          algorithm=env.endpoint.algorithm), off[0].name,
+                      "align the endpoint with endpoint.encryption / endpoint.algorithm (I06)") if off else
+                 _advice("align endpoint.encryption / endpoint.algorithm on both instances (I06)"))
         if "DISABLED" in (mi[0], ai[0]) and "REQUIRED" in (mi[0], ai[0]):
             return fail("P12", f"encryption {ei.algorithm} on {ini.name} against {ea.algorithm} on {acc.name}",
-                        _advice("align endpoint.encryption (see I06)"), 28027)
+                        align, 28027)
         if "DISABLED" not in (mi[0], ai[0]) and not set(mi[1]) & set(ai[1]):
             return fail("P12", f"no common algorithm: {ei.algorithm} on {ini.name}, {ea.algorithm} on {acc.name}",
-                        _advice("align endpoint.algorithm (see I06)"), 28027)
+                        align, 28027)
     role = requested_role(acc)
     if role not in codes.ROLE_SERVES.get(ea.role, ()):
         return fail("P13", f"{acc.name}'s endpoint role {ea.role} does not serve a {role.lower()} connection",
-                    _advice("see I07 on " + acc.name), 28027)
+                    _sql(tsql.alter_endpoint(ea.name, role=env.endpoint_role(acc)), acc.name), 28027)
     out.append(Finding("P00", acc.name, ini.name, PASS, f"{ini.name} → {acc.name}: certificate {match.name} owned by "
                        f"{match.owner} (login {login.name}, {why})" +
                        ("" if login.name.lower() == want_login.lower() else f"; parameters name {want_login}")))

@@ -202,12 +202,14 @@ _counter_lock = threading.Lock()
 
 def run_notebook(notebook: str, parameter_file: Optional[Path], *, target: Optional[str], mode: str,
                  certificate_dir: Path, out_dir: Path, values: Optional[dict] = None,
-                 extra: Optional[dict] = None, expect_ok: Optional[bool] = None) -> NotebookRun:
+                 extra: Optional[dict] = None, expect_ok: Optional[bool] = None, kernels=None) -> NotebookRun:
     """Execute notebooks/<notebook>.ipynb under papermill like `-p parameters_file FILE -p target … -p mode …`.
 
     values are injected as they are, like `papermill -f` injects a file's top-level keys (for tests of
     the refusal); extra adds -p parameters. The papermill log (with cell outputs) is captured.
     expect_ok=True/False asserts the outcome with the notebook's own error text in the message.
+    kernels: a mirrorkit.execution.kernels.KernelPool (started with cwd=ROOT) to take an already started
+    kernel from, executed by the runner's papermill engine, as `mirrorkit run` does.
     """
     import papermill
     from mirrorkit.notebook.records import read_records
@@ -231,12 +233,21 @@ def run_notebook(notebook: str, parameter_file: Optional[Path], *, target: Optio
     logger.setLevel(logging.DEBUG)
     error = None
     started = time.monotonic()
+    kernel = None
     try:
-        papermill.execute_notebook(str(NOTEBOOKS / f"{notebook}.ipynb"), str(output), parameters=parameters,
-                                   kernel_name="python3", progress_bar=False, log_output=True, cwd=str(ROOT))
+        if kernels is not None:
+            kernel = kernels.take()
+            papermill.execute_notebook(str(NOTEBOOKS / f"{notebook}.ipynb"), str(output), parameters=parameters,
+                                       kernel_name=kernels.kernel_name, engine_name="mirrorkit", kernel=kernel,
+                                       progress_bar=False, log_output=True)
+        else:
+            papermill.execute_notebook(str(NOTEBOOKS / f"{notebook}.ipynb"), str(output), parameters=parameters,
+                                       kernel_name="python3", progress_bar=False, log_output=True, cwd=str(ROOT))
     except Exception as exc:       # PapermillExecutionError: the notebook failed (the output is still written)
         error = exc
     finally:
+        if kernel is not None:
+            kernels.retire(kernel)
         logger.removeHandler(capture)
         logger.setLevel(old_level)
     records = read_records(output) if output.exists() else {}

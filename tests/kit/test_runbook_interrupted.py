@@ -7,13 +7,16 @@ before the reply leaves, exactly as when the network fails, the server restarts 
 after the statement. The kit sees a communication-link failure on a statement that did commit, records it as
 failed and stops, leaving a real partial state (statements 1..k committed, nothing after).
 
-For each step of the runbook that changes something — outbound on PARTNER_A (master key, certificate,
-endpoint, private-key backup: 4 statements), inbound on PARTNER_A (login, user, certificate, grant for the
-other partner: 4) and witness (the witness's inbound for both partners, then both partners' inbound for the
-witness: 16) — and for every k, on fresh instances:
+For each step of the runbook that changes something — outbound on every instance (master key, certificate,
+endpoint, private-key backup: 4 statements), inbound on every partner (login, user, certificate, grant for the
+other partner: 4) and witness (outbound on the witness is its own step before it, so the notebook sends the
+witness's inbound for both partners, statements 1–8, then both partners' inbound for the witness, its partner
+side, statements 9–16) — and for every k, on fresh instances:
 
 1. the earlier runbook steps run uninterrupted (the notebooks' own cells, in process, to keep kernels few);
-2. the step runs with the fault after statement k (the notebook's cells in process) and fails;
+2. the step runs under papermill with the fault after statement k and fails; its own record shows statements
+   1..k−1 ok and statement k failed with the error text, and no seal (the notebook stopped before its last
+   cell);
 3. the same notebook runs again under papermill in apply mode: it must succeed, doing exactly the statements
    that were still missing (total − k) and exporting the artifact where the step is outbound;
 4. the rest of the runbook runs;
@@ -39,7 +42,8 @@ PAIRS = [("PARTNER_A", "PARTNER_B", "PARTNER"), ("PARTNER_B", "PARTNER_A", "PART
          ("PARTNER_A", "WITNESS", "WITNESS"), ("PARTNER_B", "WITNESS", "WITNESS"),
          ("WITNESS", "PARTNER_A", "PARTNER"), ("WITNESS", "PARTNER_B", "PARTNER")]
 # (notebook, target) → statements an uninterrupted run of that step sends
-STEPS = {("outbound", "PARTNER_A"): 4, ("inbound", "PARTNER_A"): 4, ("witness", "WITNESS"): 16}
+STEPS = {("outbound", "PARTNER_A"): 4, ("outbound", "PARTNER_B"): 4, ("outbound", "WITNESS"): 4,
+         ("inbound", "PARTNER_A"): 4, ("inbound", "PARTNER_B"): 4, ("witness", "WITNESS"): 16}
 CASES = [(nb, target, k) for (nb, target), total in STEPS.items() for k in range(1, total + 1)]
 
 
@@ -51,6 +55,19 @@ def _param_file(lab, directory):
 
 def _state(lab) -> dict:
     return {n: H.comparable(H.catalog(lab[n])) for n in NAMES}
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    """Kernels started ahead, as `mirrorkit run` starts them (mirrorkit.execution.kernels), so that the cases
+    wait for no kernel start; they inherit the secrets' environment, set here before the first starts."""
+    from mirrorkit.execution.kernels import KernelPool
+    mp = pytest.MonkeyPatch()
+    H.secret_env(mp, pvk=PVK)
+    pool = KernelPool(2 * len(CASES) + 2, 2, cwd=H.ROOT)
+    yield pool
+    pool.close()
+    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +103,7 @@ def test_reference_statement_counts(tmp_path, lab, monkeypatch):
 
 
 @pytest.mark.parametrize("notebook,target,k", CASES, ids=[f"{nb}-{t}-after-{k}" for nb, t, k in CASES])
-def test_interrupted_then_rerun_ends_like_an_uninterrupted_run(tmp_path, lab, monkeypatch, reference,
+def test_interrupted_then_rerun_ends_like_an_uninterrupted_run(tmp_path, lab, monkeypatch, reference, kernels,
                                                                 notebook, target, k):
     H.secret_env(monkeypatch, pvk=PVK)
     l = lab(*NAMES)
@@ -99,12 +116,20 @@ def test_interrupted_then_rerun_ends_like_an_uninterrupted_run(tmp_path, lab, mo
         H.run_in_process(nb, param_file, target=t, mode="apply", certificate_dir=certs, expect_ok=True)
     # 2. the step, interrupted after statement k
     with H.DropAfterStatement(list(l.instances.values()), k) as fault:
-        interrupted = H.run_in_process(notebook, param_file, target=target, mode="apply", certificate_dir=certs)
+        interrupted = H.run_notebook(notebook, param_file, target=target, mode="apply", certificate_dir=certs,
+                                     out_dir=tmp_path / "interrupted", kernels=kernels)
     assert fault.fired and len(fault.seen) == k, f"the fault did not fire after statement {k}: {fault.seen}"
     assert not interrupted.ok, "the kit must notice that its connection died"
+    # the interrupted run's own record: where it stopped, and that it did not complete
+    shown = interrupted.statements()
+    assert [s["ok"] for s in shown] == [True] * (k - 1) + [False], shown
+    assert shown[-1]["error"] and shown[-1]["sql"], shown[-1]
+    assert fault.seen[-1][0] == shown[-1]["instance"]
+    assert f"statement {shown[-1]['step']}" in interrupted.error_text() and "failed" in interrupted.error_text()
+    assert "seal" not in interrupted.records, "an interrupted run was sealed as complete"
     # 3. the notebook again, under papermill
     rerun = H.run_notebook(notebook, param_file, target=target, mode="apply", certificate_dir=certs,
-                           out_dir=tmp_path / "out")
+                           out_dir=tmp_path / "out", kernels=kernels)
     assert rerun.ok, rerun.describe()
     statements = rerun.statements()
     assert all(s["ok"] for s in statements)

@@ -5,13 +5,14 @@ process (tests/kit/verify_helpers.py). Each fault is applied to the correctly co
 FAIL (WARN for a soon-expiring certificate) naming the right check, instance and peer (pair findings:
 instance = acceptor, peer = initiator), its matrix must mark exactly the ordered pairs the fault breaks,
 and applying verify's own remediation (remediation_sql on remediation_instance, or the named notebook and
-target run in process) must make verify pass again. Where verify's remediation is prose only, the test
-applies the documented T-SQL itself (Fault.manual, listed in the assertion messages):
+target run in process) must make verify pass again. Only where the fix needs the master-key password, which the
+kit must not hold, is verify's remediation advice in words; the test applies the statements it names
+(Fault.manual, listed in the assertion messages):
   * the master key without service-master-key encryption (I02): OPEN MASTER KEY DECRYPTION BY PASSWORD;
     ALTER MASTER KEY ADD ENCRYPTION BY SERVICE MASTER KEY; CLOSE MASTER KEY;
-  * an expired or soon-expiring endpoint certificate (I10, P06, and I05 for its name): the rotation, here to
-    the certificate the parameters name, which every peer already holds: ALTER ENDPOINT … AUTHENTICATION =
-    CERTIFICATE <instance>_dbm_cert.
+an expired or soon-expiring endpoint certificate (I10, P06, and I05 for its name) is fixed by the statement verify
+gives: ALTER ENDPOINT … AUTHENTICATION = CERTIFICATE <instance>_dbm_cert, the certificate the parameters name,
+which every peer already holds.
 One lab serves the whole module; a test that leaves it changed makes the next one rebuild it (LabPool).
 """
 from __future__ import annotations

@@ -591,7 +591,6 @@ class ExpiredCertificate(InstanceFault):
     """A new endpoint certificate whose validity ended, exported and imported to every peer (owned by the
     instance's user there) and the endpoint moved to it: only the dates are wrong."""
     kind = "expired_certificate"
-    manual_checks = ("I10", "I05", "P06")
 
     def name(self, cl):
         return f"{self.at}_vt_{self.kind}"
@@ -611,9 +610,6 @@ class ExpiredCertificate(InstanceFault):
                         f"FROM BINARY = 0x{der.hex()}")
         self.alter(cl, f"FOR DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE {_q(name)})")
 
-    def back_to_parameters_certificate(self, cl) -> None:
-        self.alter(cl, f"FOR DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE {_q(self.own_cert(cl))})")
-
     def undo(self, cl):
         _quietly(cl, self.at, f"ALTER ENDPOINT {_q(ENDPOINT)} FOR DATABASE_MIRRORING "
                               f"(AUTHENTICATION = CERTIFICATE {_q(self.own_cert(cl))})")
@@ -626,15 +622,6 @@ class ExpiredCertificate(InstanceFault):
 
     def signature(self, cl):
         return {("I10", self.at, None, "FAIL")}
-
-    def manual(self, cl, finding):
-        # the remediation is prose ("rotate: a new certificate, outbound and inbound, then ALTER ENDPOINT"):
-        # rotate to the certificate the parameters name, which every peer already holds and trusts
-        if finding.check in self.manual_checks and self.at in (finding.instance, finding.peer):
-            self.back_to_parameters_certificate(cl)
-            return (f"{self.at}: ALTER ENDPOINT … AUTHENTICATION = CERTIFICATE {self.own_cert(cl)} "
-                    f"(rotation to the parameters' certificate)")
-        return None
 
 
 @dataclass(repr=False)
@@ -782,6 +769,10 @@ class MasterKeyWithoutServiceKey(InstanceFault):
 
     def manual(self, cl, finding):
         if finding.check == "I02" and finding.instance == self.at:
+            # the fix needs the master-key password, which the kit must not hold: verify names the statements
+            for statement in ("OPEN MASTER KEY DECRYPTION BY PASSWORD = N'…'",
+                              "ALTER MASTER KEY ADD ENCRYPTION BY SERVICE MASTER KEY", "CLOSE MASTER KEY"):
+                assert statement in finding.remediation, (statement, finding.remediation)
             self.restore(cl)
             return (f"{self.at}: OPEN MASTER KEY DECRYPTION BY PASSWORD = N'…'; ALTER MASTER KEY ADD ENCRYPTION "
                     "BY SERVICE MASTER KEY; CLOSE MASTER KEY")
@@ -815,8 +806,9 @@ class Remediation:
 
 def remediate(cl: ConfiguredLab, faults: Iterable[Fault] = (), rounds: int = 4) -> Remediation:
     """Apply what verify says, round by round, until it passes: remediation_sql on remediation_instance;
-    the named notebook and target (in process, through mirrorkit.notebook.runbook.open_run); for a prose-only remediation
-    the documented T-SQL, applied by the fault (Fault.manual) and listed in the actions."""
+    the named notebook and target (in process, through mirrorkit.notebook.runbook.open_run). Only where the fix
+    needs a secret the kit must not hold (the master-key password: I02) is the remediation advice in words; the
+    fault then applies the statements the advice names (Fault.manual) and the actions list it."""
     faults = list(faults)
     out = Remediation(cl.verdict())
     for _ in range(rounds):
