@@ -28,12 +28,16 @@ class RunInterrupted(Exception):
 
 class ThrottledSaves(NotebookExecutionManager):
     final = False
-    stop = None             # a threading.Event
+    stop = None             # a threading.Event: the run was interrupted (first Ctrl-C)
+    abort = None            # a threading.Event: the run is aborted (second Ctrl-C)
 
     def cell_complete(self, cell, cell_index=None, **kwargs):
         super().cell_complete(cell, cell_index, **kwargs)
         # checked after a cell rather than before the next, so that no unexecuted cell gets marked
-        # "completed" by papermill (it completes a cell in a finally clause)
+        # "completed" by papermill (it completes a cell in a finally clause); when the run is aborted the
+        # KeyboardInterrupt in flight must not be replaced by this
+        if self.abort is not None and self.abort.is_set():
+            return
         if (self.stop is not None and self.stop.is_set() and cell_index is not None
                 and cell_index < len(self.nb.cells) - 1):
             raise RunInterrupted(f"the run was interrupted; cells after {cell_index} were not run")
@@ -51,10 +55,11 @@ class ThrottledSaves(NotebookExecutionManager):
 class RecordEngine(NBClientEngine):
     @classmethod
     def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
-                         autosave_cell_every=30, stop=None, **kwargs):
+                         autosave_cell_every=30, stop=None, abort=None, **kwargs):
         nb_man = ThrottledSaves(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
                                 autosave_cell_every=autosave_cell_every)
         nb_man.stop = stop
+        nb_man.abort = abort
         nb_man.notebook_start()
         try:
             cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)

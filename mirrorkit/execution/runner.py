@@ -172,7 +172,8 @@ class StepContract:
 
 # -- executing one notebook ---------------------------------------------------------------------------
 def execute(spec: StepSpec, run_dir: Path, contract: StepContract, cell_timeout: int, log: Callable[[str], None],
-            kernels: KernelPool, stop: Optional[threading.Event] = None) -> StepResult:
+            kernels: KernelPool, stop: Optional[threading.Event] = None,
+            abort: Optional[threading.Event] = None) -> StepResult:
     import nbformat
     import papermill as pm
     from ..notebook.records import SEAL_SECRET_FOUND
@@ -189,7 +190,7 @@ def execute(spec: StepSpec, run_dir: Path, contract: StepContract, cell_timeout:
     try:
         kernel = kernels.take()
         pm.execute_notebook(str(source), str(out), parameters=contract.parameters(spec), kernel_name=kernels.kernel_name,
-                            engine_name=ENGINE, kernel=kernel, stop=stop, progress_bar=False,
+                            engine_name=ENGINE, kernel=kernel, stop=stop, abort=abort, progress_bar=False,
                             log_output=False,
                             execution_timeout=cell_timeout, start_timeout=120, cwd=None)
     except Exception as exc:  # classified below
@@ -335,6 +336,7 @@ class Interruption:
     def __init__(self, kernels: KernelPool):
         self.kernels = kernels
         self.requested = threading.Event()
+        self.aborted = threading.Event()
         self._previous = None
 
     def __enter__(self) -> "Interruption":
@@ -348,6 +350,7 @@ class Interruption:
 
     def _handle(self, signum, frame) -> None:
         if self.requested.is_set():
+            self.aborted.set()       # so that nothing on the way up swallows the KeyboardInterrupt
             raise KeyboardInterrupt
         self.requested.set()
         self.kernels.interrupt_busy()
@@ -432,7 +435,7 @@ def run(params_path: Path, *, mode: str = "apply", only: Optional[str] = None, t
     try:
         with Interruption(kernels) as interruption:
             failed = _run_stages(steps, run_dir, contract, jobs, cell_timeout, kernels, results, log,
-                                 interruption.requested)
+                                 interruption.requested, interruption.aborted)
     finally:
         kernels.close()
     if interruption.requested.is_set():
@@ -477,7 +480,7 @@ def _findings(run_dir: Path, results: list[StepResult], log: GuardedLog, files: 
 
 def _run_stages(steps: list[StepSpec], run_dir: Path, contract: StepContract, jobs: int, cell_timeout: int,
                 kernels: KernelPool, results: list[StepResult], log: Callable[[str], None],
-                stop: threading.Event) -> Optional[StepResult]:
+                stop: threading.Event, abort: Optional[threading.Event] = None) -> Optional[StepResult]:
     """Stage after stage; returns the first failed step (the run stops after its stage, and after the
     current step once `stop` is set)."""
     failed: Optional[StepResult] = None
@@ -490,13 +493,19 @@ def _run_stages(steps: list[StepSpec], run_dir: Path, contract: StepContract, jo
             # one at a time: the first failure stops the run before the next notebook starts
             stage_results = []
             for s in batch:
-                stage_results.append(execute(s, run_dir, contract, cell_timeout, log, kernels, stop))
+                stage_results.append(execute(s, run_dir, contract, cell_timeout, log, kernels, stop, abort))
                 if stage_results[-1].status != StepStatus.OK or stop.is_set():
                     break
         else:
-            with ThreadPoolExecutor(max_workers=min(jobs, len(batch))) as pool:
-                futures = [pool.submit(execute, s, run_dir, contract, cell_timeout, log, kernels, stop) for s in batch]
+            pool = ThreadPoolExecutor(max_workers=min(jobs, len(batch)))
+            try:
+                futures = [pool.submit(execute, s, run_dir, contract, cell_timeout, log, kernels, stop, abort)
+                           for s in batch]
                 stage_results = [f.result() for f in futures]
+            except KeyboardInterrupt:     # the second Ctrl-C: do not wait for the steps still running
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
         for r in stage_results:
             results.append(r)
             if r.status == StepStatus.SKIPPED:

@@ -159,11 +159,6 @@ def test_ctrl_c_in_apply_mode_exits_130_seals_interrupted_and_sends_nothing_afte
     assert check.returncode == 0 and "interrupted" in check.stdout, R.describe(check)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "does not hold: a second Ctrl-C while a cell runs raises KeyboardInterrupt inside papermill's cell loop, "
-    "whose `finally: cell_complete()` then raises the engine's RunInterrupted (stop is set), which replaces the "
-    "KeyboardInterrupt; the runner catches that as an ordinary interruption and seals the run. Fix (outside "
-    "this branch's files): mirrorkit/execution/engine.py or runner.py — see the report"))
 def test_second_ctrl_c_aborts_at_once_with_one_line(fresh, tmp_path):
     lab, params = fresh
     code, stdout, stderr, seconds, _ = _apply_held(lab, params, tmp_path, presses=2)
