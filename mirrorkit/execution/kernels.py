@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -134,13 +135,19 @@ class KernelPool:
     async def _start_async(self) -> "Kernel":
         from jupyter_client.manager import AsyncKernelManager
         km = AsyncKernelManager(kernel_name=self.kernel_name)
+        with self._lock:
+            self._started += 1
+            number = self._started
         if IPC:
             km.transport = "ipc"
-            with self._lock:
-                self._started += 1
-                km.ip = os.path.join(self._ipc_dir, f"k{self._started}")
+            km.ip = os.path.join(self._ipc_dir, f"k{number}")
         km.shutdown_wait_time = self.shutdown_wait
-        await km.start_kernel(cwd=self.cwd, extra_arguments=list(KERNEL_ARGUMENTS))
+        # the kernel's own logging (not the notebook's outputs, which travel over IOPub) goes to a file in
+        # the private directory, so that a kernel abandoned by a second Ctrl-C cannot write tracebacks
+        # into the operator's terminal
+        with open(os.path.join(self._ipc_dir, f"kernel-{number}.log"), "ab") as kernel_log:
+            await km.start_kernel(cwd=self.cwd, extra_arguments=list(KERNEL_ARGUMENTS), stdout=subprocess.DEVNULL,
+                                  stderr=kernel_log)
         kc = km.client()
         kc.start_channels()
         try:
