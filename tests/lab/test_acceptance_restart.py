@@ -267,6 +267,11 @@ def test_lab_up_sigkill_mid_way_and_up_again(process_lab):
                         autocommit=True, timeout=10)
     assert cn.cursor().execute("SELECT SUSER_NAME()").fetchone()[0] == acknowledged[-1]
     cn.close()
+    # the server ends that session when it reads the close, a moment later (15434 until then, as on SQL Server)
+    deadline = time.monotonic() + 10
+    while cur.execute("SELECT COUNT(*) FROM sys.dm_exec_sessions WHERE login_name = ?",
+                      acknowledged[-1]).fetchone()[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
     # apart from them, the catalog is what it was
     for name in logins:
         cur.execute(f"DROP LOGIN {name}")
