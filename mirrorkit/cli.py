@@ -39,9 +39,8 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         with Session(env) as session:
             # an unresolvable secret is the operator's to fix (exit 2), not an unreachable instance (I00)
-            for inst in env.instances:
-                if inst.connection.authentication == "sql":
-                    session.secret(inst.connection.password, f"{inst.name}: connection.password")
+            for ref, label in env.secret_references(connections_only=True):
+                session.secret(ref, label)
             verdict = verify.evaluate(env, verify.collect(env, session.connection))
     except (SecretError, ConnectionFailed) as exc:
         print(f"mirrorkit verify: {REGISTRY.redact(str(exc))}", file=sys.stderr)

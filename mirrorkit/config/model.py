@@ -360,10 +360,27 @@ class Environment:
         """The validated values as plain data (secret references as written), without source."""
         return _plain({k: getattr(self, k) for k in self.__dataclass_fields__ if k != "source"})
 
+    def secret_references(self, *, connections_only: bool = False) -> list[tuple[SecretRef, str]]:
+        """Every secret reference the environment uses, with the label messages name it by: each
+        instance's SQL-authentication password, then (unless connections_only) the master-key and
+        private-key-backup passwords."""
+        refs = [(i.connection.password, connection_secret_label(i)) for i in self.instances
+                if i.connection.authentication == "sql" and i.connection.password is not None]
+        if not connections_only:
+            if self.secrets.master_key_password is not None:
+                refs.append((self.secrets.master_key_password, "secrets.master_key_password"))
+            if self.certificate.private_key_backup is not None:
+                refs.append((self.certificate.private_key_backup.password, "certificate.private_key_backup.password"))
+        return refs
+
     def digest(self) -> str:
         """sha256 of a canonical JSON of the validated values (defaults applied)."""
         text_ = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text_.encode("utf-8")).hexdigest()
+
+
+def connection_secret_label(instance: "Instance") -> str:
+    return f"{instance.name}: connection.password"
 
 
 def _plain(value: Any) -> Any:

@@ -110,23 +110,12 @@ def plan_steps(env: params.Environment, only: Optional[str] = None, target: Opti
 def resolve_all(env: params.Environment) -> list[str]:
     """Resolve every secret reference once, before anything runs: a missing one stops the run
     (exit 2), and the values are what the seal scans for. Returns the labels resolved."""
-    labels = []
-    refs = []
-    for inst in env.instances:
-        c = inst.connection
-        if c.authentication == "sql" and c.password is not None:
-            refs.append((c.password.raw, f"{inst.name}: connection.password"))
-    if env.secrets.master_key_password is not None:
-        refs.append((env.secrets.master_key_password.raw, "secrets.master_key_password"))
-    backup = env.certificate.private_key_backup
-    if backup is not None:
-        refs.append((backup.password.raw, "certificate.private_key_backup.password"))
-    seen = set()
-    for raw, label in refs:
-        if raw in seen:
+    labels, seen = [], set()
+    for ref, label in env.secret_references():
+        if ref.raw in seen:
             continue
-        seen.add(raw)
-        resolve(raw, label, interactive=False)
+        seen.add(ref.raw)
+        resolve(ref, label, interactive=False)
         labels.append(label)
     return labels
 

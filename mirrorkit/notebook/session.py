@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 from ..access.connection import Target, connect
 from ..access.credentials import Secret, resolve
+from ..config.model import connection_secret_label
 from ..config.parameters import Environment, Instance
 from ..core import catalog
 
@@ -25,7 +26,7 @@ class Session:
         key = instance.name.lower()
         if key not in self._connections:
             c = instance.connection
-            password = self.secret(c.password, f"{instance.name}: connection.password") \
+            password = self.secret(c.password, connection_secret_label(instance)) \
                 if c.authentication == "sql" else None
             self._connections[key] = connect(Target(
                 instance.name, instance.server, c.driver, c.authentication, c.user, password, c.encrypt,
