@@ -276,3 +276,17 @@ class RaiseError(Statement):
     state: Expr
     args: list[Expr]
     number: Optional[Expr] = None            # THROW number, message, state
+
+
+@dataclass
+class AlterDatabaseMirroring(Statement):
+    """ALTER DATABASE <database> SET { PARTNER <option> | WITNESS <option> } (one option per statement).
+
+    option/value: PARTNER = 'TCP://…' → ("PARTNER", url); PARTNER FAILOVER | FORCE_SERVICE_ALLOW_DATA_LOSS |
+    OFF | RESUME | SUSPEND → (that word, None); PARTNER SAFETY FULL|OFF → ("SAFETY", "FULL"|"OFF");
+    PARTNER TIMEOUT n → ("TIMEOUT", n); PARTNER REDO_QUEUE n MB | UNLIMITED → ("REDO_QUEUE", n|None);
+    WITNESS = 'TCP://…' → ("WITNESS", url); WITNESS OFF → ("WITNESS OFF", None).
+    """
+    database: str
+    option: str
+    value: object = None
