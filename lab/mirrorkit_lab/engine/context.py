@@ -45,11 +45,32 @@ class EndpointListeners(Protocol):
     def close(self) -> None: ...
 
 
+class DatabaseMirroring(Protocol):
+    """What the engine needs from the mirroring layer (mirrorkit_lab.mirroring); see
+    docs/design/lab-part3.md. An instance without it (None) has no mirroring sessions."""
+
+    def alter_database_mirroring(self, ctx: "HandlerContext", stmt: st.AlterDatabaseMirroring,
+                                 events: list[Event]) -> None:
+        """Run ALTER DATABASE … SET PARTNER/WITNESS …; raise SqlError."""
+
+    def committed(self, database_id: int, end_lsn: int) -> None:
+        """A user transaction ending at end_lsn committed locally; with SAFETY FULL return only when
+        the mirror hardened it (or the session runs exposed)."""
+
+    def guard(self, database_id: int, purpose: str) -> None:
+        """Raise SqlError (954 mirror, …) when a session may not use the database now."""
+
+    def prevents(self, database_id: int, action: str) -> None:
+        """Raise SqlError (1468 …) when `action` (DROP, RESTORE, SET RECOVERY SIMPLE, OFFLINE …) is
+        not allowed on a mirrored database."""
+
+
 class InstanceServices(Protocol):
     """What handlers use of the instance (LabInstance provides it)."""
     fs: ServerFileSystem
     errorlog: ErrorLog
     transport: Optional[EndpointListeners]
+    mirroring: Optional[DatabaseMirroring]
 
     def login_in_use(self, principal_id: int) -> bool: ...
 

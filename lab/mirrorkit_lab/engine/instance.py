@@ -13,7 +13,7 @@ from .. import __version__
 from ..fs import ServerFileSystem
 from . import store
 from .api import LoginFailed
-from .context import EndpointListeners
+from .context import DatabaseMirroring, EndpointListeners
 from .errorlog import LOG_PATH, ErrorLog
 from .passwords import hash_password, verify_password
 from .permissions import login_has_permission
@@ -37,6 +37,7 @@ class LabInstance:
         self.lock = threading.Lock()
         self._spids = itertools.count(51)
         self.transport: Optional[EndpointListeners] = None
+        self.mirroring: Optional[DatabaseMirroring] = None
         self.started = datetime.now()
         self.version_string = (
             f"Microsoft SQL Server 2019 (RTM) - {PRODUCT_VERSION} (X64) \n\tSep 24 2019 13:48:23 \n\t"
