@@ -120,21 +120,77 @@ _add(View("server_permissions", "server",
           "grantee_principal_id, grantor_principal_id, substr(type || '    ', 1, 4) AS type, "
           f"permission_name, state, {_case('state', PERMISSION_STATE_DESC)} AS state_desc "
           "FROM t_server_permissions"))
+USER_ACCESS_DESC = {0: "MULTI_USER", 1: "SINGLE_USER", 2: "RESTRICTED_USER"}
 _add(View("databases", "server",
           (("name", "sysname"), ("database_id", "int"), ("source_database_id", "int"),
            ("owner_sid", "varbinary(85)"), ("create_date", "datetime"),
            ("compatibility_level", "tinyint"), ("collation_name", "sysname"),
            ("user_access", "tinyint"), ("user_access_desc", "nvarchar(60)"),
-           ("is_read_only", "bit"), ("state", "tinyint"), ("state_desc", "nvarchar(60)"),
+           ("is_read_only", "bit"), ("is_auto_close_on", "bit"), ("is_auto_shrink_on", "bit"),
+           ("state", "tinyint"), ("state_desc", "nvarchar(60)"), ("is_in_standby", "bit"),
+           ("snapshot_isolation_state", "tinyint"), ("is_read_committed_snapshot_on", "bit"),
            ("recovery_model", "tinyint"), ("recovery_model_desc", "nvarchar(60)"),
-           ("is_trustworthy_on", "bit"), ("is_master_key_encrypted_by_server", "bit")),
+           ("page_verify_option", "tinyint"), ("page_verify_option_desc", "nvarchar(60)"),
+           ("is_trustworthy_on", "bit"), ("is_master_key_encrypted_by_server", "bit"),
+           ("is_encrypted", "bit"), ("log_reuse_wait", "tinyint"), ("log_reuse_wait_desc", "nvarchar(60)"),
+           ("containment", "tinyint"), ("containment_desc", "nvarchar(60)"),
+           ("group_database_id", "uniqueidentifier"), ("replica_id", "uniqueidentifier")),
           "SELECT d.name, d.database_id, NULL AS source_database_id, d.owner_sid, d.create_date, "
-          "d.compatibility_level, 'SQL_Latin1_General_CP1_CI_AS' AS collation_name, 0 AS user_access, "
-          "'MULTI_USER' AS user_access_desc, 0 AS is_read_only, 0 AS state, 'ONLINE' AS state_desc, "
+          "d.compatibility_level, 'SQL_Latin1_General_CP1_CI_AS' AS collation_name, d.user_access, "
+          f"{_case('d.user_access', USER_ACCESS_DESC)} AS user_access_desc, d.is_read_only, "
+          "0 AS is_auto_close_on, 0 AS is_auto_shrink_on, d.state, "
+          f"{_case('d.state', DATABASE_STATE_DESC)} AS state_desc, 0 AS is_in_standby, "
+          "0 AS snapshot_isolation_state, 0 AS is_read_committed_snapshot_on, "
           f"d.recovery_model, {_case('d.recovery_model', RECOVERY_MODEL_DESC)} AS recovery_model_desc, "
+          "2 AS page_verify_option, 'CHECKSUM' AS page_verify_option_desc, "
           "d.is_trustworthy_on, EXISTS (SELECT 1 FROM t_key_encryptions k WHERE k.database_id = "
-          "d.database_id AND k.crypt_type = 'ESKM') AS is_master_key_encrypted_by_server "
-          "FROM t_databases d"))
+          "d.database_id AND k.crypt_type = 'ESKM') AS is_master_key_encrypted_by_server, 0 AS is_encrypted, "
+          "CASE WHEN EXISTS (SELECT 1 FROM t_database_mirroring m WHERE m.database_id = d.database_id) "
+          "THEN 6 WHEN d.recovery_model <> 3 AND d.database_backup_lsn IS NOT NULL "
+          "AND EXISTS (SELECT 1 FROM t_log l WHERE l.database_id = d.database_id) THEN 2 ELSE 0 END "
+          "AS log_reuse_wait, "
+          "CASE WHEN EXISTS (SELECT 1 FROM t_database_mirroring m WHERE m.database_id = d.database_id) "
+          "THEN 'DATABASE_MIRRORING' WHEN d.recovery_model <> 3 AND d.database_backup_lsn IS NOT NULL "
+          "AND EXISTS (SELECT 1 FROM t_log l WHERE l.database_id = d.database_id) THEN 'LOG_BACKUP' "
+          "ELSE 'NOTHING' END AS log_reuse_wait_desc, 0 AS containment, 'NONE' AS containment_desc, "
+          "NULL AS group_database_id, NULL AS replica_id FROM t_databases d"))
+FILE_TYPE_DESC = {0: "ROWS", 1: "LOG"}
+_FILE_COLUMNS = (("file_id", "int"), ("file_guid", "uniqueidentifier"), ("type", "tinyint"),
+                 ("type_desc", "nvarchar(60)"), ("data_space_id", "int"), ("name", "sysname"),
+                 ("physical_name", "nvarchar(260)"), ("state", "tinyint"), ("state_desc", "nvarchar(60)"),
+                 ("size", "int"), ("max_size", "int"), ("growth", "int"), ("is_read_only", "bit"))
+_FILE_SELECT = ("f.file_id, NULL AS file_guid, f.type, " + _case("f.type", FILE_TYPE_DESC) + " AS type_desc, "
+                "CASE f.type WHEN 0 THEN 1 ELSE 0 END AS data_space_id, f.name, f.physical_name, "
+                "CASE d.state WHEN 1 THEN 1 WHEN 6 THEN 6 ELSE 0 END AS state, "
+                "CASE d.state WHEN 1 THEN 'RESTORING' WHEN 6 THEN 'OFFLINE' ELSE 'ONLINE' END AS state_desc, "
+                "f.size_pages AS size, -1 AS max_size, 8192 AS growth, 0 AS is_read_only")
+_add(View("database_files", "database", _FILE_COLUMNS,
+          f"SELECT {_FILE_SELECT}, f.database_id AS _db FROM t_database_files f "
+          "JOIN t_databases d ON d.database_id = f.database_id"))
+_add(View("master_files", "server", (("database_id", "int"),) + _FILE_COLUMNS,
+          f"SELECT f.database_id, {_FILE_SELECT} FROM t_database_files f "
+          "JOIN t_databases d ON d.database_id = f.database_id"))
+_add(View("database_recovery_status", "server",
+          (("database_id", "int"), ("database_guid", "uniqueidentifier"), ("family_guid", "uniqueidentifier"),
+           ("last_log_backup_lsn", "numeric(25,0)"), ("recovery_fork_guid", "uniqueidentifier"),
+           ("first_recovery_fork_guid", "uniqueidentifier"), ("fork_point_lsn", "numeric(25,0)")),
+          "SELECT database_id, family_guid AS database_guid, family_guid, last_log_backup_lsn, "
+          "recovery_fork_guid, recovery_fork_guid AS first_recovery_fork_guid, NULL AS fork_point_lsn "
+          "FROM t_databases WHERE state = 0"))
+_add(View("schemas", "database", (("name", "sysname"), ("schema_id", "int"), ("principal_id", "int")),
+          "SELECT 'dbo' AS name, 1 AS schema_id, 1 AS principal_id, database_id AS _db FROM t_databases"))
+_add(View("tables", "database",
+          (("name", "sysname"), ("object_id", "int"), ("principal_id", "int"), ("schema_id", "int"),
+           ("parent_object_id", "int"), ("type", "char(2)"), ("type_desc", "nvarchar(60)"),
+           ("create_date", "datetime"), ("modify_date", "datetime"), ("is_ms_shipped", "bit")),
+          "SELECT name, object_id, NULL AS principal_id, 1 AS schema_id, 0 AS parent_object_id, 'U ' AS type, "
+          "'USER_TABLE' AS type_desc, create_date, modify_date, 0 AS is_ms_shipped, database_id AS _db "
+          "FROM t_tables"))
+_add(View("columns", "database",
+          (("object_id", "int"), ("name", "sysname"), ("column_id", "int"), ("type_name", "sysname"),
+           ("is_nullable", "bit"), ("is_identity", "bit")),
+          "SELECT object_id, name, column_id, type AS type_name, is_nullable, is_identity, database_id AS _db "
+          "FROM t_columns"))
 _add(View("certificates", "database",
           (("name", "sysname"), ("certificate_id", "int"), ("principal_id", "int"),
            ("pvt_key_encryption_type", "char(2)"), ("pvt_key_encryption_type_desc", "nvarchar(60)"),
@@ -189,10 +245,14 @@ _MIRRORING_COLUMNS = (
     ("mirroring_failover_lsn", "decimal(25,0)"), ("mirroring_connection_timeout", "int"),
     ("mirroring_redo_queue", "int"), ("mirroring_redo_queue_type", "nvarchar(60)"),
     ("mirroring_end_of_log_lsn", "decimal(25,0)"), ("mirroring_replication_lsn", "decimal(25,0)"))
-# no database is mirrored in the lab yet: every column but database_id is NULL, as documented
-_add(View("database_mirroring", "server", _MIRRORING_COLUMNS,
-          "SELECT database_id, " + ", ".join(f"NULL AS {c}" for c, _ in _MIRRORING_COLUMNS[1:])
-          + " FROM t_databases"))
+# live: the mirroring layer fills it from its sessions (engine/instance.py); unmirrored → NULLs
+_add(View("database_mirroring", "live", _MIRRORING_COLUMNS))
+_add(View("database_mirroring_witnesses", "live", (
+    ("database_name", "sysname"), ("principal_server_name", "sysname"), ("mirror_server_name", "sysname"),
+    ("safety_level", "tinyint"), ("safety_level_desc", "nvarchar(60)"), ("safety_sequence_number", "int"),
+    ("role_sequence_number", "int"), ("mirroring_guid", "uniqueidentifier"), ("family_guid", "uniqueidentifier"),
+    ("is_suspended", "bit"), ("is_suspended_sequence_number", "int"), ("partner_sync_state", "tinyint"),
+    ("partner_sync_state_desc", "nvarchar(60)"))))
 _add(View("dm_exec_sessions", "live",
           (("session_id", "smallint"), ("login_time", "datetime"), ("host_name", "nvarchar(128)"),
            ("program_name", "nvarchar(128)"), ("host_process_id", "int"),
