@@ -169,6 +169,7 @@ class Link:
         self.key = f"link:{self.role}:{url}"
         self.last_outcome: Optional[Outcome] = None
         self.peer_name: Optional[str] = None
+        self.connects = 0                   # successful handshakes so far (each reconnect counts)
         self._conn: Optional[Connection] = None
         self._up = threading.Event()
         self._wake = threading.Event()
@@ -252,6 +253,7 @@ class Link:
                 conn.close()
                 break
             self.peer_name = opened.peer.instance_name
+            self.connects += 1
             self._conn = conn
             self._up.set()
             try:
