@@ -213,3 +213,13 @@ def test_drop_endpoint_closes_the_links_and_they_return_with_a_new_one(pair):
                f"ENCRYPTION = REQUIRED ALGORITHM AES, ROLE = ALL)")
     pair.b.sql(f"GRANT CONNECT ON ENDPOINT::{ENDPOINT} TO {login_name(A)}")
     assert link.wait_up(10), link.last_outcome
+
+
+def test_two_links_to_the_same_peer_and_role_coexist(pair):
+    first, second = pair.link(), pair.link()
+    assert wait_for(lambda: len(pair.connection_ids(B, 1)) == 2, 5)
+    time.sleep(1.5)
+    assert first.up and second.up and first.connects == second.connects == 1
+    witness = pair.link(role="WITNESS")
+    assert witness.request({"kind": "ping"}, 5) and first.request({"kind": "ping"}, 5)
+    assert len(pair.connection_ids(B, 1)) == 3

@@ -111,9 +111,10 @@ def accept(transport: "MirroringTransport", sock: socket.socket, client: str) ->
     from .registry import LiveConnection
     requested = str(hello.get("role", "PARTNER")).upper()
     key = f"accept:{peer.instance_name or ''}@{client}"
-    if hello.get("link") is True:
-        # a link's reconnect replaces its stale predecessor; a probe to the same peer does not
-        key += f"/{requested}/link"
+    link_id = hello.get("link")
+    if isinstance(link_id, str) and 0 < len(link_id) <= 64:
+        # a link's reconnect replaces its own stale predecessor, never another link or a probe
+        key += f"/{requested}/link/{link_id}"
     live_conn = LiveConnection(key, sock, True, peer.user, peer.certificate_id, algorithm)
     # registered before the initiator hears "accept", so both sides show it when the probe returns
     if not transport.registry.add(live_conn, epoch):
@@ -212,9 +213,10 @@ def initiate(transport: "MirroringTransport", host: str, port: int, url: str, ro
 
 
 def open_connection(transport: "MirroringTransport", host: str, port: int, url: str, role: str, key: str,
-                    *, link: bool = False) -> Opened:
+                    *, link: Optional[str] = None) -> Opened:
     """Run the handshake as initiator and register the connection under `key`; the caller writes
-    `Opened.log` to the error log (a link writes a repeated failure once) and owns the socket."""
+    `Opened.log` to the error log (a link writes a repeated failure once) and owns the socket.
+    `link` is the link's id (None for a probe): the acceptor keys the connection by it."""
     inst = transport.instance
     log: list[tuple[str, str]] = []
     conn = store.connect(inst.db_path)
@@ -242,7 +244,7 @@ def open_connection(transport: "MirroringTransport", host: str, port: int, url: 
         conn.close()
     transport.registry.remove(key)
     epoch = transport.registry.epoch
-    timeout = LINK_HANDSHAKE_TIMEOUT if link else HANDSHAKE_TIMEOUT
+    timeout = LINK_HANDSHAKE_TIMEOUT if link is not None else HANDSHAKE_TIMEOUT
     try:
         # leave from the instance's own address, as a real host would
         sock = socket.create_connection((host, port), timeout=timeout,

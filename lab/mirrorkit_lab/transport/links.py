@@ -15,6 +15,7 @@ import itertools
 import socket
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Callable, Optional
 
 from . import handshake, wire
@@ -166,7 +167,8 @@ class Link:
         self.transport = transport
         self.url = url
         self.role = role.upper()
-        self.key = f"link:{self.role}:{url}"
+        self.id = uuid.uuid4().hex
+        self.key = f"link:{self.role}:{url}:{self.id}"
         self.last_outcome: Optional[Outcome] = None
         self.peer_name: Optional[str] = None
         self.connects = 0                   # successful handshakes so far (each reconnect counts)
@@ -277,7 +279,8 @@ class Link:
         address = loopback_address(host)
         if address is None:
             return handshake.Opened(handshake._unreachable(inst, self.url))
-        return handshake.open_connection(self.transport, address, port, self.url, self.role, self.key, link=True)
+        return handshake.open_connection(self.transport, address, port, self.url, self.role, self.key,
+                                         link=self.id)
 
     def _log(self, opened: handshake.Opened) -> None:
         # a link retries every second: a failure that repeats is written once, as a change is
