@@ -36,6 +36,18 @@ def add_lab_parser(sub) -> None:
     p.add_argument("target")
     p.add_argument("--role", default="PARTNER", choices=["PARTNER", "WITNESS"])
     p.add_argument("--state-dir", help=STATE_HELP)
+    p = lab_sub.add_parser("cut", help="LAB-ONLY: silently drop all traffic between two instances")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--state-dir", help=STATE_HELP)
+    p = lab_sub.add_parser("heal", help="LAB-ONLY: undo `lab cut` between two instances (all cuts without names)")
+    p.add_argument("a", nargs="?")
+    p.add_argument("b", nargs="?")
+    p.add_argument("--state-dir", help=STATE_HELP)
+    p = lab_sub.add_parser("clock", help="LAB-ONLY: shift an instance's clock for certificate validity checks")
+    p.add_argument("name")
+    p.add_argument("offset", help="+30d, -2h, +90m, +15s or reset")
+    p.add_argument("--state-dir", help=STATE_HELP)
 
 
 def add_demo_parser(sub) -> None:
@@ -68,6 +80,15 @@ def lab(args: argparse.Namespace) -> int:
             print("serving " + ", ".join(f"{s.name} at {s.server}" for s in specs) + " (Ctrl-C stops)",
                   flush=True)
             serve(state, [(s.name, s.host, s.port) for s in specs], password)
+            return 0
+        if args.lab_command == "cut":
+            sup.cut(state, args.a, args.b)
+            return 0
+        if args.lab_command == "heal":
+            sup.heal(state, args.a, args.b)
+            return 0
+        if args.lab_command == "clock":
+            sup.clock(state, args.name, args.offset)
             return 0
         if args.lab_command == "probe":
             from .probe import probe_cli

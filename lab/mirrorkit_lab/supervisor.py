@@ -1,7 +1,9 @@
-"""`mirrorkit lab up|down|status|cp`: start and stop instance processes, report on them.
+"""`mirrorkit lab up|down|status|cp|cut|heal|clock`: start and stop instance processes, report on them,
+rehearse faults.
 
 State directory (default .mirrorkit-lab/): lab.json (instances and pids),
-sa.password (0600), instances/<name>/ (store, server file system, logs).
+sa.password (0600), faults.json (lab cut/clock, read by every instance), instances/<name>/ (store,
+server file system, logs).
 """
 from __future__ import annotations
 
@@ -250,4 +252,46 @@ def copy(state_dir: Path, source: str, target: str, out=sys.stdout) -> None:
     print(f"copied {src_name}:{src_path} -> {dst_name}:{dst_path}", file=out)
 
 
-__all__ = ["LabError", "LabConfigError", "up", "down", "status", "copy", "sa_password", "state_dir_from"]
+# -- LAB-ONLY fault injection (transport/faults.py reads what these write) ---------------------------------
+def _instance_name(state_dir: Path, name: str) -> str:
+    names = {r.name.lower(): r.name for r in read_state(state_dir)}
+    if name.lower() not in names:
+        raise LabError(f"{name!r} is not an instance of the lab in {state_dir} "
+                       f"(known: {', '.join(sorted(names.values())) or 'none'})")
+    return names[name.lower()]
+
+
+def cut(state_dir: Path, a: str, b: str, out=sys.stdout) -> None:
+    from .transport import faults
+    a, b = _instance_name(state_dir, a), _instance_name(state_dir, b)
+    try:
+        faults.cut(state_dir, a, b)
+    except faults.FaultError as exc:
+        raise LabError(str(exc)) from None
+    print(f"cut {a} <-> {b}: their traffic is dropped until `mirrorkit lab heal {a} {b}`", file=out)
+
+
+def heal(state_dir: Path, a: Optional[str] = None, b: Optional[str] = None, out=sys.stdout) -> None:
+    from .transport import faults
+    if (a is None) != (b is None):
+        raise LabError("heal takes two instance names, or none to heal every cut")
+    if a is not None:
+        a, b = _instance_name(state_dir, a), _instance_name(state_dir, b)
+    n = faults.heal(state_dir, a, b)
+    what = f"{a} <-> {b}" if a is not None else "all cuts"
+    print(f"healed {what} ({n} removed)", file=out)
+
+
+def clock(state_dir: Path, name: str, offset: str, out=sys.stdout) -> None:
+    from .transport import faults
+    name = _instance_name(state_dir, name)
+    try:
+        seconds = faults.parse_offset(offset)
+    except faults.FaultError as exc:
+        raise LabError(str(exc)) from None
+    faults.set_clock(state_dir, name, seconds)
+    print(f"{name}: certificate checks see UTC {'as it is' if not seconds else f'shifted by {offset}'}", file=out)
+
+
+__all__ = ["LabError", "LabConfigError", "up", "down", "status", "copy", "cut", "heal", "clock", "sa_password",
+           "state_dir_from"]

@@ -1,7 +1,8 @@
 """The lab's mirroring transport: DATABASE_MIRRORING endpoints as real TCP listeners
 that authenticate peers by certificate (handshake.py) and keep live connections
-(registry.py). Mirroring sessions (SET PARTNER / SET WITNESS) can open connections
-in both directions through `connect` and exchange messages on them.
+(registry.py). Mirroring sessions (SET PARTNER / SET WITNESS) talk through links
+(links.py): `transport.link(url, role)` keeps an outbound connection open and
+`transport.on_message(kind, handler)` serves what peers send.
 """
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import ipaddress
 import re
 import socket
 import threading
-from typing import TYPE_CHECKING, Optional
+import time
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..engine import store
 from ..engine.errors import SqlError
-from . import catalog, handshake
-from .handshake import Outcome
+from . import catalog, handshake, links
+from .faults import FaultView
+from .handshake import Outcome, Peer
+from .links import Link
 from .registry import COLUMNS, Registry
 
 if TYPE_CHECKING:
@@ -68,7 +72,7 @@ class _Listener:
                 client, addr = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=handshake.accept, args=(self.transport, client, addr[0]),
+            threading.Thread(target=self.transport.accept, args=(client, addr[0]),
                              name="dbm-accept", daemon=True).start()
 
     def close(self) -> None:
@@ -92,22 +96,46 @@ def _bind(address: tuple[str, int]) -> socket.socket:
     return sock
 
 
+_UNSET = object()
+
+
 class MirroringTransport:
     def __init__(self, instance: "LabInstance"):
         self.instance = instance
         self.registry = Registry()
+        # the lab's state directory (<state>/instances/<name>/ is the instance's home)
+        self.faults = FaultView(instance.home.parent.parent, instance.name)
         self._lock = threading.RLock()
         self._listener: Optional[_Listener] = None
         self._pending: Optional[tuple[tuple[str, int], socket.socket]] = None
+        self._config = _UNSET           # the endpoint settings whose change closes its connections
         self._closed = False
+        self._handlers: dict[str, Callable] = {"ping": self._ping}
+        self._heard: dict[str, float] = {}
+        self._links: list[Link] = []
+        self._connections: set[links.Connection] = set()
+        self._conn_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name=f"dbm-heartbeat-{instance.name}", daemon=True)
+        self._beat.start()
 
     # -- listeners follow the catalog ---------------------------------------------------------------
     def _desired(self, conn) -> Optional[tuple[str, tuple[str, int]]]:
-        ep = catalog.endpoint(conn)
+        return self._desired_for(catalog.endpoint(conn))
+
+    def _desired_for(self, ep: Optional[catalog.Endpoint]) -> Optional[tuple[str, tuple[str, int]]]:
         if ep is None or ep.state == 1:        # STOPPED: "does not listen to the endpoint port"
             return None
         # LISTENER_IP = ALL means every address of the host; a lab host has one
         return ep.name, (ep.ip_address or self.instance.host, ep.port)
+
+    @staticmethod
+    def _settings(ep: Optional[catalog.Endpoint]):
+        """What ALTER ENDPOINT may change that restarts the endpoint (sessions-ag-rotation-spec §3.3)."""
+        if ep is None:
+            return None
+        return (ep.state, ep.port, ep.ip_address, ep.role, ep.connection_auth, ep.certificate_id,
+                ep.encryption_algorithm)
 
     def prepare(self, conn) -> None:
         """Inside the endpoint DDL: make sure the new port can be bound, or fail with 7890."""
@@ -135,39 +163,63 @@ class MirroringTransport:
                 return
             conn = store.connect(self.instance.db_path)
             try:
-                desired = self._desired(conn)
+                ep = catalog.endpoint(conn)
             finally:
                 conn.close()
+            desired = self._desired_for(ep)
+            settings = self._settings(ep)
+            changed = self._config is not _UNSET and settings != self._config
+            self._config = settings
             address = desired[1] if desired else None
-            if self._listener is not None and self._listener.address == address:
-                self._drop_pending()
+            try:
+                self._follow(address, changed)
+            finally:
+                for link in list(self._links):
+                    link.wake()
+
+    def _follow(self, address: Optional[tuple[str, int]], changed: bool) -> None:
+        if changed:
+            # a reconfigured, stopped or dropped endpoint closes every connection, both directions;
+            # links reconnect with the new settings
+            self.registry.close_all()
+        if self._listener is not None and self._listener.address == address:
+            self._drop_pending()
+            if changed:
+                self._log_stopped()
+                self._log_listening(address)
+            return
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+            self.registry.close_all()      # a stopped or moved endpoint drops its connections
+            self._log_stopped()
+        if address is None:
+            self._drop_pending()
+            return
+        if self._pending is not None and self._pending[0] == address:
+            sock = self._pending[1]
+            self._pending = None
+        else:
+            self._drop_pending()
+            try:
+                sock = _bind(address)
+            except OSError:
+                self.instance.errorlog.write(
+                    "spid20s", f"The Database Mirroring protocol transport cannot listen on port "
+                               f"{address[1]} because it is in use by another process.")
                 return
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
-                self.registry.close_all()      # a stopped or moved endpoint drops its connections
-                self.instance.errorlog.write("spid20s", "The Database Mirroring protocol transport has stopped "
-                                                        "listening for connections.")
-            if address is None:
-                self._drop_pending()
-                return
-            if self._pending is not None and self._pending[0] == address:
-                sock = self._pending[1]
-                self._pending = None
-            else:
-                self._drop_pending()
-                try:
-                    sock = _bind(address)
-                except OSError:
-                    self.instance.errorlog.write(
-                        "spid20s", f"The Database Mirroring protocol transport cannot listen on port "
-                                   f"{address[1]} because it is in use by another process.")
-                    return
-            self._listener = _Listener(sock, address, self)
-            self._listener.start()
-            self.instance.errorlog.write("spid20s", f"Server is listening on [ {address[0]} <ipv4> {address[1]}].")
-            self.instance.errorlog.write("spid20s", "The Database Mirroring protocol transport is now listening "
-                                                    "for connections.")
+        self._listener = _Listener(sock, address, self)
+        self._listener.start()
+        self._log_listening(address)
+
+    def _log_stopped(self) -> None:
+        self.instance.errorlog.write("spid20s", "The Database Mirroring protocol transport has stopped "
+                                                "listening for connections.")
+
+    def _log_listening(self, address: tuple[str, int]) -> None:
+        self.instance.errorlog.write("spid20s", f"Server is listening on [ {address[0]} <ipv4> {address[1]}].")
+        self.instance.errorlog.write("spid20s", "The Database Mirroring protocol transport is now listening "
+                                                "for connections.")
 
     def _drop_pending(self) -> None:
         if self._pending is not None:
@@ -185,6 +237,9 @@ class MirroringTransport:
                 self._listener.close()
                 self._listener = None
             self._drop_pending()
+        self._stop.set()
+        for link in list(self._links):
+            link.close()
         self.registry.close_all()
 
     # -- connections -------------------------------------------------------------------------------------
@@ -216,3 +271,89 @@ class MirroringTransport:
             conn.execute("DELETE FROM live_dm_db_mirroring_connections")
             marks = ", ".join("?" * len(COLUMNS))
             conn.executemany(f"INSERT INTO live_dm_db_mirroring_connections VALUES ({marks})", self.registry.rows())
+
+    # -- links and messages ------------------------------------------------------------------------------
+    def link(self, url: str, role: str = "PARTNER") -> Link:
+        """Keep an authenticated connection to the endpoint at `url` open, asking it to serve `role`
+        ("PARTNER" or "WITNESS"); see links.Link. Each call makes a new link; close() ends it."""
+        new = Link(self, url, role)
+        with self._conn_lock:
+            self._links.append(new)
+        return new
+
+    def on_message(self, kind: str, handler: Callable[[Peer, dict], Optional[dict]]) -> None:
+        """Serve messages whose "kind" is `kind`: handler(peer, message) -> reply (for a request) or None.
+
+        Handlers run on the receiving connection's thread, one message after the other; an exception
+        is logged to the error log and the message dropped."""
+        self._handlers[kind] = handler
+
+    def last_heard(self, instance_name: str) -> Optional[float]:
+        """time.monotonic() of the last frame (heartbeats included) from that peer, on any connection."""
+        return self._heard.get(instance_name.lower())
+
+    def now(self):
+        """UTC now as this instance's certificate checks see it (lab clock offset included)."""
+        return self.faults.now(store.utcnow())
+
+    # -- inside: what handshake.py and links.py call ----------------------------------------------------------
+    def accept(self, sock: socket.socket, client: str) -> None:
+        handshake.accept(self, sock, client)
+
+    def serve(self, live, peer: Peer) -> None:
+        """Serve an accepted connection on the calling thread until it closes."""
+        links.Connection(self, live, peer).serve()
+
+    def heard(self, peer_key: str, when: float) -> None:
+        self._heard[peer_key] = when
+
+    def dispatch(self, peer: Peer, message) -> Optional[dict]:
+        if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
+            self.log_transport(f"a message without a kind from {peer.url or peer.instance_name} was dropped")
+            return None
+        handler = self._handlers.get(message["kind"])
+        if handler is None:
+            return None
+        try:
+            return handler(peer, message)
+        except Exception as exc:       # a handler's bug never takes a connection or the instance down
+            self.log_transport(f"the handler for a {message['kind']!r} message from {peer.instance_name} "
+                               f"failed: {type(exc).__name__}: {exc}; the message was dropped")
+            return None
+
+    def _ping(self, peer: Peer, message: dict) -> dict:
+        return {"kind": "pong", "instance": self.instance.name}
+
+    def connection_opened(self, conn: "links.Connection") -> None:
+        with self._conn_lock:
+            self._connections.add(conn)
+        if self._stop.is_set():
+            conn.close()
+
+    def connection_closed(self, conn: "links.Connection") -> None:
+        with self._conn_lock:
+            self._connections.discard(conn)
+
+    def link_closed(self, link: Link) -> None:
+        with self._conn_lock:
+            if link in self._links:
+                self._links.remove(link)
+
+    def log_transport(self, text: str) -> None:
+        self.instance.errorlog.write("spid20s", f"Database Mirroring transport: {text}.")
+
+    def log_error(self, number: int, text: str, severity: int = 16, state: int = 3) -> None:
+        self.instance.errorlog.write("spid20s", f"Error: {number}, Severity: {severity}, State: {state}.")
+        self.instance.errorlog.write("spid20s", text)
+
+    def _heartbeat(self) -> None:
+        from .wire import HEARTBEAT
+        while not self._stop.wait(links.HEARTBEAT / 4):
+            now = time.monotonic()
+            with self._conn_lock:
+                connections = list(self._connections)
+            for c in connections:
+                if now - c.last_received > links.IDLE_TIMEOUT:
+                    c.close()
+                elif now - c.last_sent >= links.HEARTBEAT * 0.9:
+                    c.write(HEARTBEAT)
