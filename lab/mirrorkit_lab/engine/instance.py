@@ -74,6 +74,8 @@ class LabInstance:
     def stop(self) -> None:
         for session in list(self.sessions.values()):
             session.cancel()
+        if self.mirroring is not None and hasattr(self.mirroring, "close"):
+            self.mirroring.close()
         if self.transport is not None:
             self.transport.close()
         self.errorlog.write("spid8s", "SQL Server shutdown has been initiated")
