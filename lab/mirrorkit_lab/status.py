@@ -43,6 +43,10 @@ def _open(state_dir: Path, name: str) -> Optional[sqlite3.Connection]:
     db = instance_home(state_dir, name) / "instance.db"
     if not db.exists():
         return None
+    if not db.with_name(db.name + "-wal").exists():
+        # no write-ahead log: nobody has the store open. A read-only open would still create the
+        # -wal and -shm files; immutable reads the file alone and creates nothing
+        return sqlite3.connect(f"file:{db}?immutable=1", uri=True, timeout=2)
     return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
 
 

@@ -207,14 +207,13 @@ def down(state_dir: Path, out=sys.stdout, timeout: float = 10.0) -> None:
             pass
     deadline = time.monotonic() + timeout
     for r in live:
-        while pid_alive(r.pid, state_dir) and time.monotonic() < deadline:
+        while not pid_ended(r.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         if pid_alive(r.pid, state_dir):
             os.kill(r.pid, signal.SIGKILL)
-        try:
-            os.waitpid(r.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+            kill_deadline = time.monotonic() + timeout
+            while not pid_ended(r.pid) and time.monotonic() < kill_deadline:
+                time.sleep(0.05)
         print(f"{r.name}: stopped", file=out)
     for r in items:
         r.pid, r.rehearsal = None, None
@@ -251,13 +250,25 @@ def _wait(condition, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def _reap(pid: int) -> bool:
-    """Collect the exit of a child of this process (lab up in-process); True once it is gone."""
+def pid_ended(pid: int) -> bool:
+    """True once every thread of the process has exited, so its sockets are closed.
+
+    A killed process's main thread can be a zombie (no cmdline: pid_alive is False) while its
+    other threads still hold the listening socket.
+    """
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:      # not our child: init collects it
+        done, _ = os.waitpid(pid, os.WNOHANG)     # our child when lab up ran in this process
+        if done == pid:
+            return True
+    except ChildProcessError:                      # not our child: init collects it
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        if stat.rpartition(")")[2].split()[:1] != ["Z"]:
+            return False
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except OSError:
         return True
-    return done == pid
 
 
 def _require_live(state_dir: Path, rec: Recorded, command: str) -> None:
@@ -276,7 +287,7 @@ def kill(state_dir: Path, name: str, out=sys.stdout, timeout: float = 10.0) -> N
     except ProcessLookupError:     # it ended on its own in between: still record the rehearsal
         pass
     _record(state_dir, rec.name, KILLED)
-    _wait(lambda: _reap(rec.pid) and not pid_alive(rec.pid, state_dir), timeout,
+    _wait(lambda: pid_ended(rec.pid), timeout,
           f"{rec.name}: pid {rec.pid} still there {timeout:.0f} s after SIGKILL; check it with 'ps {rec.pid}'")
     print(f"{rec.name}: killed (pid {rec.pid}, SIGKILL); 'mirrorkit lab up PARAMS' brings it back", file=out)
 
