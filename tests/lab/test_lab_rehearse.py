@@ -25,6 +25,8 @@ import pytest
 from mirrorkit_lab import status as lab_status
 from mirrorkit_lab import supervisor
 from mirrorkit_lab.engine import store
+from mirrorkit_lab.engine.errorlog import LOG_PATH
+from mirrorkit_lab.fs import ServerFileSystem
 from mirrorkit_lab.process import instance_home
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +74,12 @@ def status_json(state: Path) -> dict:
 
 def record(state: Path, name: str) -> supervisor.Recorded:
     return {r.name: r for r in supervisor.read_state(state)}[name]
+
+
+def shutdowns(state: Path, name: str) -> int:
+    """How many clean shutdowns the instance's error log records."""
+    log = ServerFileSystem(instance_home(state, name) / "fs").read_bytes(LOG_PATH).decode("utf-8", "replace")
+    return log.count("SQL Server shutdown has been initiated")
 
 
 def refuses_tcp(host: str) -> bool:
@@ -131,8 +139,7 @@ def test_kill_up_freeze_thaw(lab2):
     assert refuses_tcp(a)
     with pytest.raises(pyodbc.Error):
         connect(a, timeout=3).close()
-    log = (instance_home(state, "HOST_A") / "process.log").read_text(encoding="utf-8", errors="replace")
-    assert "Traceback" not in log
+    assert shutdowns(state, "HOST_A") == 0          # a crash: no shutdown of its own
     done = cli(state, "status")
     assert done.returncode == 3
     line_a = next(l for l in done.stdout.splitlines() if l.startswith("HOST_A"))
@@ -192,8 +199,10 @@ def test_kill_up_freeze_thaw(lab2):
 
     # down ends a frozen instance too, and status then says down
     ok(cli(state, "freeze", "HOST_B"))
+    started = time.monotonic()
     ok(cli(state, "down"))
-    wait_until(lambda: not supervisor.pid_alive(pid_b, state), what="HOST_B to end")
+    assert not supervisor.pid_alive(pid_b, state)
+    assert shutdowns(state, "HOST_B") == 1 and time.monotonic() - started < 8   # thawed to shut down
     assert {i["state"] for i in status_json(state).values()} == {"down"}
 
 
@@ -251,16 +260,42 @@ def _digest(state: Path) -> dict:
             for p in sorted(state.rglob("*")) if p.is_file()}
 
 
-def test_status_databases_from_the_current_store(tmp_path):
-    """Today's store: no database state column, no mirroring table → ONLINE, unmirrored."""
+def test_status_databases_from_an_old_store(tmp_path):
+    """A store from before user databases: no state column, no mirroring table → ONLINE, unmirrored."""
+    def build(name, db):
+        conn = sqlite3.connect(db)
+        conn.executescript(
+            "PRAGMA journal_mode=WAL;"
+            "CREATE TABLE t_databases (database_id INTEGER PRIMARY KEY, name TEXT, owner_sid BLOB);"
+            "CREATE TABLE t_endpoints (name TEXT, type INTEGER, state INTEGER, port INTEGER, ip_address TEXT);"
+            "INSERT INTO t_databases VALUES (1, 'master', NULL), (2, 'tempdb', NULL), (5, 'Old', NULL);")
+        if name == "P":
+            conn.close()            # a clean close: no -wal file left
+        else:
+            conn.execute("BEGIN IMMEDIATE")       # M's store is open and being written, as in a frozen process
+            conn.execute("INSERT INTO t_databases VALUES (6, 'Uncommitted', NULL)")
+            held.append(conn)
+    held: list = []
+    state = _lab_with_store(tmp_path, build)
+    before = _digest(state)
+    out = io.StringIO()
+    assert lab_status.status(state, out=out) == 3
+    lines = [l.split() for l in out.getvalue().splitlines()]
+    assert ["P", "Old", "ONLINE", "-", "-", "-"] in lines and ["M", "Old", "ONLINE", "-", "-", "-"] in lines
+    assert not any("Uncommitted" in l for l in lines)
+    assert [l[:3] for l in lines[1:3]] == [["P", "127.0.0.1,1", "killed"], ["M", "127.0.0.2,1", "down"]]
+    assert any(l[:2] == ["P", "127.0.0.1,1"] and "no mirroring endpoint" in " ".join(l) for l in lines)
+    assert _digest(state) == before                 # status wrote nothing
+    held[0].rollback()
+    held[0].close()
+
+
+def test_status_databases_from_the_store_the_lab_creates(tmp_path):
     state = _lab_with_store(tmp_path, lambda name, db: store.initialise(db))
     before = _digest(state)
     out = io.StringIO()
     assert lab_status.status(state, out=out) == 3
-    text = out.getvalue()
-    assert [l.split()[:3] for l in text.splitlines()[1:3]] == [["P", "127.0.0.1,1", "killed"],
-                                                             ["M", "127.0.0.2,1", "down"]]
-    assert "no user databases" in text
+    assert "no user databases" in out.getvalue()
     dbs = lab_status.databases(state, "P")
     assert [(d.name, d.state, d.role, d.system) for d in dbs] == [
         ("master", "ONLINE", None, True), ("tempdb", "ONLINE", None, True),
