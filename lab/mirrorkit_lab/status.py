@@ -1,12 +1,14 @@
 """`mirrorkit lab status [--json]`: each instance's process, endpoint and databases.
 
 It reads each instance's store read-only (SQLite `mode=ro`), so it works while an instance is
-frozen or killed and never changes anything. A store from before user databases (no `state`
-column, no mirroring table) shows every database ONLINE and unmirrored.
+frozen or killed and never changes anything; of a running instance it also asks
+sys.database_mirroring for the sessions' live state. A store from before user databases (no
+`state` column, no mirroring table) shows every database ONLINE and unmirrored.
 """
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 from dataclasses import asdict, dataclass
@@ -16,7 +18,7 @@ from typing import Optional
 from .engine.catalog import DATABASE_STATE_DESC, MIRRORING_ROLE_DESC, MIRRORING_STATE_DESC
 from .engine.store import SYSTEM_DATABASES
 from .process import instance_home
-from .supervisor import Recorded, process_state, read_state
+from .supervisor import SA_PASSWORD_ENV, Recorded, password_file, process_state, read_state
 
 SYSTEM_DATABASE_IDS = {dbid for dbid, _ in SYSTEM_DATABASES}
 
@@ -84,7 +86,10 @@ def databases(state_dir: Path, name: str) -> list[DatabaseStatus]:
             mirroring = _columns(conn, "t_database_mirroring")
             state = "d.state" if "state" in have else "0"
             role = "m.role" if {"database_id", "role"} <= mirroring else "NULL"
-            mstate = "m.state" if role != "NULL" and "state" in mirroring else "NULL"
+            # the store keeps whether a session is suspended; the rest of its state is live (below)
+            mstate = ("m.state" if "state" in mirroring else
+                      "CASE WHEN m.suspended THEN 0 END" if "suspended" in mirroring else "NULL")
+            mstate = mstate if role != "NULL" else "NULL"
             partner = "m.partner_name" if role != "NULL" and "partner_name" in mirroring else "NULL"
             join = " LEFT JOIN t_database_mirroring m ON m.database_id = d.database_id" if role != "NULL" else ""
             rows = conn.execute(f"SELECT d.database_id, d.name, {state}, {role}, {mstate}, {partner} "
@@ -100,15 +105,60 @@ def databases(state_dir: Path, name: str) -> list[DatabaseStatus]:
             for dbid, dbname, st, ro, ms, pa in rows]
 
 
+LIVE_MIRRORING_QUERY = ("SELECT database_id, mirroring_role_desc, mirroring_state_desc, mirroring_partner_name "
+                        "FROM sys.database_mirroring WHERE mirroring_guid IS NOT NULL")
+
+
+def _sa_password(state_dir: Path) -> Optional[str]:
+    # as supervisor.sa_password finds it, without writing the file
+    value = os.environ.get(SA_PASSWORD_ENV)
+    if value:
+        return value
+    try:
+        return password_file(state_dir).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
+def live_mirroring(state_dir: Path, rec: Recorded, timeout: int = 3) -> dict[int, tuple]:
+    """database_id -> (role, state, partner) from a running instance's sys.database_mirroring.
+
+    The mirroring state (SYNCHRONIZED, DISCONNECTED, ...) exists only in the running instance.
+    {} when it cannot be asked (no pyodbc or FreeTDS, no password, no answer in time).
+    """
+    password = _sa_password(state_dir)
+    try:
+        import pyodbc
+    except ImportError:
+        return {}
+    if password is None:
+        return {}
+    cs = (f"DRIVER={{FreeTDS}};SERVER={rec.host};PORT={rec.port};UID=sa;PWD={{{password.replace('}', '}}')}}};"
+          "DATABASE=master;TDS_Version=7.4;")
+    try:
+        with pyodbc.connect(cs, autocommit=True, timeout=timeout) as cn:
+            rows = cn.cursor().execute(LIVE_MIRRORING_QUERY).fetchall()
+    except pyodbc.Error:
+        return {}
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
 def instance_status(state_dir: Path, rec: Recorded) -> dict:
     state = process_state(rec, state_dir)
     entry = {"name": rec.name, "server": f"{rec.host},{rec.port}", "state": state,
              "pid": rec.pid if state in ("running", "frozen", "unreachable") else None,
              "endpoint": endpoint_summary(state_dir, rec.name), "databases": [], "databases_error": None}
     try:
-        entry["databases"] = [dict(asdict(d), system=d.system) for d in databases(state_dir, rec.name)]
+        found = databases(state_dir, rec.name)
     except StoreUnreadable as exc:
         entry["databases_error"] = str(exc)
+        found = []
+    live = live_mirroring(state_dir, rec) if state == "running" and any(d.role for d in found) else {}
+    for d in found:
+        if d.database_id in live:
+            d.role, d.mirroring_state, d.partner = (a or b for a, b in zip(live[d.database_id],
+                                                                           (d.role, d.mirroring_state, d.partner)))
+    entry["databases"] = [dict(asdict(d), system=d.system) for d in found]
     return entry
 
 

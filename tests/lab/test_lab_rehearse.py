@@ -163,6 +163,8 @@ def test_kill_up_freeze_thaw(lab2):
     with connect(a, user="rehearse_kept", password="Kept!Passw0rd-1") as cn:
         assert cn.cursor().execute("SELECT SUSER_NAME()").fetchone()[0] == "rehearse_kept"
     assert ok(cli(state, "status")).count("running") == 2
+    with connect(a) as cn:        # the query status asks a running instance is one the lab answers
+        assert cn.cursor().execute(lab_status.LIVE_MIRRORING_QUERY).fetchall() == []
     ok(cli(state, "up", str(params)))            # and again: nothing to do
     assert record(state, "HOST_B").pid == pid_b
 
@@ -312,10 +314,12 @@ def test_status_databases_with_state_and_mirroring(tmp_path):
             "INSERT INTO t_endpoints VALUES ('Mirroring', 4, 0, 5022, NULL);"
             "INSERT INTO t_databases VALUES (1, 'master', 0), (5, 'Sales', ?), (6, 'Plain', 0), (7, 'Gone', 6);"
             .replace("?", "0" if name == "P" else "1"))
-        # the mirror's store is older: its mirroring table has no partner column yet
-        columns = "database_id, role, state, partner_name" if name == "P" else "database_id, role, state"
+        # P's mirroring table keeps a state; M's only whether the session is suspended (store v2), and
+        # neither instance runs to tell its live state
+        columns = ("database_id, role, state, partner_name" if name == "P" else
+                   "database_id, mirroring_guid, role, safety, suspended")
         conn.execute(f"CREATE TABLE t_database_mirroring ({columns})")
-        row = (5, 1, 4, "TCP://127.0.0.2:5022") if name == "P" else (5, 2, 2)
+        row = (5, 1, 4, "TCP://127.0.0.2:5022") if name == "P" else (5, "G", 2, 2, 1)
         conn.execute(f"INSERT INTO t_database_mirroring VALUES ({', '.join('?' * len(row))})", row)
         conn.commit()
         conn.close()
@@ -325,7 +329,7 @@ def test_status_databases_with_state_and_mirroring(tmp_path):
     lab_status.status(state, out=out)
     lines = [l.split() for l in out.getvalue().splitlines()]
     assert ["P", "Sales", "ONLINE", "PRINCIPAL", "SYNCHRONIZED", "TCP://127.0.0.2:5022"] in lines
-    assert ["M", "Sales", "RESTORING", "MIRROR", "SYNCHRONIZING", "-"] in lines
+    assert ["M", "Sales", "RESTORING", "MIRROR", "SUSPENDED", "-"] in lines
     assert ["P", "Plain", "ONLINE", "-", "-", "-"] in lines
     assert ["M", "Gone", "OFFLINE", "-", "-", "-"] in lines
     assert not any("master" in l for l in lines)     # system databases only in --json
@@ -335,9 +339,34 @@ def test_status_databases_with_state_and_mirroring(tmp_path):
     entries = {e["name"]: e for e in json.loads(out.getvalue())["instances"]}
     sales = next(d for d in entries["M"]["databases"] if d["name"] == "Sales")
     assert sales == {"database_id": 5, "name": "Sales", "state": "RESTORING", "role": "MIRROR",
-                     "mirroring_state": "SYNCHRONIZING", "partner": None, "system": False}
+                     "mirroring_state": "SUSPENDED", "partner": None, "system": False}
     assert entries["P"]["endpoint"] == "Mirroring STARTED port 5022"
     assert _digest(state) == before
+
+
+def test_status_takes_the_live_mirroring_state_of_a_running_instance(tmp_path, monkeypatch):
+    def build(name, db):
+        conn = sqlite3.connect(db)
+        conn.executescript(
+            "CREATE TABLE t_databases (database_id INTEGER PRIMARY KEY, name TEXT, state INTEGER);"
+            "CREATE TABLE t_database_mirroring (database_id INTEGER, role INTEGER, partner_name TEXT, suspended INTEGER);"
+            "INSERT INTO t_databases VALUES (5, 'Sales', 0), (6, 'Other', 0);"
+            "INSERT INTO t_database_mirroring VALUES (5, 1, 'TCP://m:5022', 0), (6, 1, 'TCP://m:5022', 1);")
+        conn.close()
+    state = _lab_with_store(tmp_path, build)
+    asked = []
+
+    def live(state_dir, rec, timeout=3):
+        asked.append(rec.name)
+        return {5: ("PRINCIPAL", "SYNCHRONIZED", None)}     # 6 is suspended: no live state to add
+    monkeypatch.setattr(lab_status, "process_state", lambda rec, sd: "running" if rec.name == "P" else "down")
+    monkeypatch.setattr(lab_status, "live_mirroring", live)
+    entries = {e["name"]: e for e in (lab_status.instance_status(state, r) for r in supervisor.read_state(state))}
+    assert asked == ["P"]                              # only a running instance is asked
+    by_name = {d["name"]: d for d in entries["P"]["databases"]}
+    assert (by_name["Sales"]["role"], by_name["Sales"]["mirroring_state"], by_name["Sales"]["partner"]) == \
+        ("PRINCIPAL", "SYNCHRONIZED", "TCP://m:5022")
+    assert (by_name["Other"]["role"], by_name["Other"]["mirroring_state"]) == ("PRINCIPAL", "SUSPENDED")
 
 
 def test_status_unreadable_store_and_no_lab(tmp_path):
