@@ -54,6 +54,10 @@ PERMISSION_CLASS_DESC = {100: "SERVER", 101: "SERVER_PRINCIPAL", 105: "ENDPOINT"
 DATABASE_STATE_DESC = {0: "ONLINE", 1: "RESTORING", 2: "RECOVERING", 3: "RECOVERY_PENDING",
                        4: "SUSPECT", 5: "EMERGENCY", 6: "OFFLINE"}
 RECOVERY_MODEL_DESC = {1: "FULL", 2: "BULK_LOGGED", 3: "SIMPLE"}
+# sys.database_mirroring, spec §1.4: the docs list the descriptions without codes; 5 and 6 follow the codes' texts
+MIRRORING_ROLE_DESC = {1: "PRINCIPAL", 2: "MIRROR"}
+MIRRORING_STATE_DESC = {0: "SUSPENDED", 1: "DISCONNECTED", 2: "SYNCHRONIZING", 3: "PENDING_FAILOVER",
+                        4: "SYNCHRONIZED", 5: "UNSYNCHRONIZED", 6: "SYNCHRONIZED"}
 
 _ENDPOINT_COLUMNS = (
     ("name", "sysname"), ("endpoint_id", "int"), ("principal_id", "int"), ("protocol", "tinyint"),
