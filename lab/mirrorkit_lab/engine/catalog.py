@@ -13,7 +13,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class View:
     name: str                      # without the sys. prefix, lower case
-    scope: str                     # server | database | live
+    scope: str                     # server | database | live | msdb (msdb.dbo.*, server-wide rows)
     columns: tuple[tuple[str, str], ...]
     body: str = ""                 # SQLite SELECT (server/database scope)
 
@@ -289,18 +289,100 @@ _add(View("dm_db_mirroring_connections", "live", (
     ("total_sends", "bigint"), ("total_receives", "bigint"), ("peer_arbitration_id", "uniqueidentifier"))))
 
 
+# msdb's backup and restore history (msdb.dbo.*), from the instance's t_backupset … (store.py v3)
+MSDB_VIEWS: dict[str, View] = {}
+
+
+def _msdb(view: View) -> None:
+    MSDB_VIEWS[view.name] = view
+
+
+_msdb(View("backupmediaset", "msdb",
+           (("media_set_id", "int"), ("media_uuid", "uniqueidentifier"), ("media_family_count", "tinyint"),
+            ("name", "nvarchar(128)"), ("description", "nvarchar(255)"), ("software_name", "nvarchar(128)"),
+            ("software_vendor_id", "int"), ("MTF_major_version", "tinyint"), ("mirror_count", "tinyint"),
+            ("is_password_protected", "bit"), ("is_compressed", "bit"), ("is_encrypted", "bit")),
+           "SELECT media_set_id, media_uuid, media_family_count, name, description, "
+           "'Microsoft SQL Server' AS software_name, 4608 AS software_vendor_id, 1 AS MTF_major_version, "
+           "1 AS mirror_count, 0 AS is_password_protected, is_compressed, 0 AS is_encrypted FROM t_backupmediaset"))
+_msdb(View("backupmediafamily", "msdb",
+           (("media_set_id", "int"), ("family_sequence_number", "tinyint"), ("media_family_id", "uniqueidentifier"),
+            ("media_count", "int"), ("logical_device_name", "nvarchar(128)"),
+            ("physical_device_name", "nvarchar(260)"), ("device_type", "tinyint"),
+            ("physical_block_size", "int"), ("mirror", "tinyint")),
+           "SELECT media_set_id, family_sequence_number, media_family_id, 1 AS media_count, "
+           "NULL AS logical_device_name, physical_device_name, 2 AS device_type, 512 AS physical_block_size, "
+           "0 AS mirror FROM t_backupmediafamily"))
+_msdb(View("backupset", "msdb",
+           (("backup_set_id", "int"), ("backup_set_uuid", "uniqueidentifier"), ("media_set_id", "int"),
+            ("first_family_number", "tinyint"), ("first_media_number", "smallint"),
+            ("last_family_number", "tinyint"), ("last_media_number", "smallint"),
+            ("catalog_family_number", "tinyint"), ("catalog_media_number", "smallint"), ("position", "int"),
+            ("expiration_date", "datetime"), ("software_vendor_id", "int"), ("name", "nvarchar(128)"),
+            ("description", "nvarchar(255)"), ("user_name", "nvarchar(128)"),
+            ("software_major_version", "tinyint"), ("software_minor_version", "tinyint"),
+            ("software_build_version", "smallint"), ("time_zone", "smallint"),
+            ("first_lsn", "numeric(25,0)"), ("last_lsn", "numeric(25,0)"), ("checkpoint_lsn", "numeric(25,0)"),
+            ("database_backup_lsn", "numeric(25,0)"), ("database_creation_date", "datetime"),
+            ("backup_start_date", "datetime"), ("backup_finish_date", "datetime"), ("type", "char(1)"),
+            ("compatibility_level", "tinyint"), ("database_version", "int"), ("backup_size", "numeric(20,0)"),
+            ("database_name", "nvarchar(128)"), ("server_name", "nvarchar(128)"),
+            ("machine_name", "nvarchar(128)"), ("flags", "int"), ("collation_name", "nvarchar(128)"),
+            ("is_password_protected", "bit"), ("recovery_model", "nvarchar(60)"),
+            ("has_bulk_logged_data", "bit"), ("is_snapshot", "bit"), ("is_readonly", "bit"),
+            ("is_single_user", "bit"), ("has_backup_checksums", "bit"), ("is_damaged", "bit"),
+            ("begins_log_chain", "bit"), ("has_incomplete_metadata", "bit"), ("is_force_offline", "bit"),
+            ("is_copy_only", "bit"), ("first_recovery_fork_guid", "uniqueidentifier"),
+            ("last_recovery_fork_guid", "uniqueidentifier"), ("fork_point_lsn", "numeric(25,0)"),
+            ("database_guid", "uniqueidentifier"), ("family_guid", "uniqueidentifier"),
+            ("differential_base_lsn", "numeric(25,0)"), ("differential_base_guid", "uniqueidentifier"),
+            ("compressed_backup_size", "numeric(20,0)"), ("key_algorithm", "nvarchar(32)"),
+            ("encryptor_thumbprint", "varbinary(20)"), ("encryptor_type", "nvarchar(32)")),
+           "SELECT backup_set_id, backup_set_uuid, media_set_id, 1 AS first_family_number, 1 AS first_media_number, "
+           "(SELECT COUNT(*) FROM t_backupmediafamily f WHERE f.media_set_id = b.media_set_id) AS last_family_number, "
+           "1 AS last_media_number, 1 AS catalog_family_number, 1 AS catalog_media_number, position, "
+           "NULL AS expiration_date, 4608 AS software_vendor_id, name, description, user_name, "
+           "15 AS software_major_version, 0 AS software_minor_version, 2000 AS software_build_version, "
+           "0 AS time_zone, first_lsn, last_lsn, checkpoint_lsn, database_backup_lsn, database_creation_date, "
+           "backup_start_date, backup_finish_date, type, compatibility_level, 904 AS database_version, "
+           "backup_size, database_name, server_name, machine_name, "
+           "(CASE WHEN has_backup_checksums THEN 16 ELSE 0 END + CASE WHEN is_readonly THEN 4 ELSE 0 END "
+           "+ CASE WHEN is_force_offline THEN 256 ELSE 0 END) AS flags, "
+           "'SQL_Latin1_General_CP1_CI_AS' AS collation_name, 0 AS is_password_protected, recovery_model, "
+           "0 AS has_bulk_logged_data, 0 AS is_snapshot, is_readonly, 0 AS is_single_user, has_backup_checksums, "
+           "0 AS is_damaged, begins_log_chain, 0 AS has_incomplete_metadata, is_force_offline, is_copy_only, "
+           "recovery_fork_guid AS first_recovery_fork_guid, recovery_fork_guid AS last_recovery_fork_guid, "
+           "NULL AS fork_point_lsn, family_guid AS database_guid, family_guid, NULL AS differential_base_lsn, "
+           "NULL AS differential_base_guid, compressed_backup_size, NULL AS key_algorithm, "
+           "NULL AS encryptor_thumbprint, NULL AS encryptor_type FROM t_backupset b"))
+_msdb(View("restorehistory", "msdb",
+           (("restore_history_id", "int"), ("restore_date", "datetime"),
+            ("destination_database_name", "nvarchar(128)"), ("user_name", "nvarchar(128)"),
+            ("backup_set_id", "int"), ("restore_type", "char(1)"), ("replace", "bit"), ("recovery", "bit"),
+            ("restart", "bit"), ("stop_at", "datetime"), ("device_count", "tinyint"),
+            ("stop_at_mark_name", "nvarchar(128)"), ("stop_before", "bit")),
+           "SELECT restore_history_id, restore_date, destination_database_name, user_name, backup_set_id, "
+           "restore_type, replace, recovery, 0 AS restart, NULL AS stop_at, device_count, "
+           "NULL AS stop_at_mark_name, 0 AS stop_before FROM t_restorehistory"))
+
+
 def lookup(name: str) -> View | None:
     return VIEWS.get(name.lower())
 
 
+def lookup_msdb(name: str) -> View | None:
+    """A view of msdb's dbo schema (backupset …), or None."""
+    return MSDB_VIEWS.get(name.lower())
+
+
 def sqlite_view_name(view: View) -> str:
-    return ("live_" if view.scope == "live" else "v_") + view.name
+    return {"live": "live_", "msdb": "msdb_"}.get(view.scope, "v_") + view.name
 
 
 def create_views_sql() -> str:
     """TEMP views for one SQLite connection (kept out of the file: no schema drift)."""
     parts = []
-    for v in VIEWS.values():
+    for v in (*VIEWS.values(), *MSDB_VIEWS.values()):
         if v.scope == "live":
             cols = ", ".join(f'"{c}"' for c, _ in v.columns)
             parts.append(f"CREATE TEMP TABLE {sqlite_view_name(v)} ({cols});")

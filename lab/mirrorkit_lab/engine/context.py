@@ -71,6 +71,10 @@ class DatabaseMirroring(Protocol):
     def keeps_log(self, database_id: int) -> bool:
         """True while the session still needs log records the recovery model would truncate."""
 
+    def log_floor(self, database_id: int) -> Optional[int]:
+        """The lowest LSN the mirroring session still needs (BACKUP LOG truncates only below it);
+        None: no constraint."""
+
 
 class InstanceServices(Protocol):
     """What handlers use of the instance (LabInstance provides it)."""

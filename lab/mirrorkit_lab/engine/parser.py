@@ -36,9 +36,32 @@ RESERVED = frozenset("""
 _UNSUPPORTED_STARTS = {
     "MERGE": "MERGE",
     "TRUNCATE": "TRUNCATE TABLE", "WHILE": "WHILE", "GOTO": "GOTO", "WAITFOR": "WAITFOR",
-    "DBCC": "DBCC", "KILL": "KILL", "RESTORE": "RESTORE", "SAVE": "SAVE TRANSACTION",
+    "DBCC": "DBCC", "KILL": "KILL", "SAVE": "SAVE TRANSACTION",
     "CHECKPOINT": "CHECKPOINT", "RECONFIGURE": "RECONFIGURE", "SHUTDOWN": "SHUTDOWN",
     "BREAK": "BREAK", "CONTINUE": "CONTINUE",
+}
+
+_COMMON_MEDIA_OPTIONS = {
+    "CHECKSUM": "flag", "NO_CHECKSUM": "flag", "STATS": "stats", "CONTINUE_AFTER_ERROR": "flag",
+    "STOP_ON_ERROR": "flag", "REWIND": "flag", "NOREWIND": "flag", "UNLOAD": "flag", "NOUNLOAD": "flag",
+    "BLOCKSIZE": "int", "BUFFERCOUNT": "int", "MAXTRANSFERSIZE": "int", "MEDIANAME": "str",
+    "PASSWORD": "unsupported", "MEDIAPASSWORD": "unsupported",
+}
+_BACKUP_OPTIONS = {
+    **_COMMON_MEDIA_OPTIONS, "FORMAT": "flag", "NOFORMAT": "flag", "INIT": "flag", "NOINIT": "flag",
+    "SKIP": "flag", "NOSKIP": "flag", "COPY_ONLY": "flag", "COMPRESSION": "flag", "NO_COMPRESSION": "flag",
+    "NAME": "str", "DESCRIPTION": "str", "MEDIADESCRIPTION": "str", "NO_TRUNCATE": "flag",
+    "NORECOVERY": "flag", "EXPIREDATE": "str", "RETAINDAYS": "int",
+    "DIFFERENTIAL": "unsupported", "STANDBY": "unsupported", "ENCRYPTION": "unsupported",
+    "FILE_SNAPSHOT": "unsupported", "METADATA_ONLY": "unsupported",
+}
+_RESTORE_OPTIONS = {
+    **_COMMON_MEDIA_OPTIONS, "FILE": "int", "RECOVERY": "flag", "NORECOVERY": "flag", "MOVE": "move",
+    "REPLACE": "flag", "RESTART": "flag", "RESTRICTED_USER": "flag", "KEEP_REPLICATION": "flag",
+    "KEEP_CDC": "flag", "ENABLE_BROKER": "flag", "NEW_BROKER": "flag", "ERROR_BROKER_CONVERSATIONS": "flag",
+    "LOADHISTORY": "flag", "STANDBY": "unsupported", "PARTIAL": "unsupported", "STOPAT": "unsupported",
+    "STOPATMARK": "unsupported", "STOPBEFOREMARK": "unsupported", "FILESTREAM": "unsupported",
+    "CREDENTIAL": "unsupported",
 }
 
 AUTH_CODES = {
@@ -958,6 +981,9 @@ class Parser:
     # BACKUP ----------------------------------------------------------------------------
     def backup(self) -> st.Statement:
         self.expect_kw("BACKUP")
+        kind = self.accept_kw("DATABASE", "LOG")
+        if kind:
+            return self.backup_database(kind)
         if not self.accept_kw("CERTIFICATE"):
             raise not_supported(f"BACKUP {self.sql[self.tok.start:self.tok.end].upper()}")
         name = self.name()
@@ -974,6 +1000,88 @@ class Parser:
             if stmt.private_key.file is None:
                 raise self.error()
         return stmt
+
+    def backup_database(self, kind: str) -> st.BackupDatabase:
+        database = self.name()
+        if self.at_kw("FILE", "FILEGROUP", "READ_WRITE_FILEGROUPS"):
+            raise not_supported(f"BACKUP {kind} … {self.tok.value.upper()} (file and partial backups)")
+        self.expect_kw("TO")
+        stmt = st.BackupDatabase(kind, database, self.devices())
+        if self.accept_kw("MIRROR"):
+            raise not_supported("BACKUP … MIRROR TO")
+        if self.accept_kw("WITH"):
+            stmt.options = self.media_options(_BACKUP_OPTIONS)
+        return stmt
+
+    def restore(self) -> st.Statement:
+        self.expect_kw("RESTORE")
+        kind = self.accept_kw("DATABASE", "LOG", "HEADERONLY", "FILELISTONLY", "VERIFYONLY")
+        if kind is None:
+            raise not_supported(f"RESTORE {self.sql[self.tok.start:self.tok.end].upper()}")
+        database = None
+        if kind in ("DATABASE", "LOG"):
+            database = self.name()
+            if self.at_kw("FILE", "FILEGROUP", "PAGE", "READ_WRITE_FILEGROUPS"):
+                raise not_supported(f"RESTORE {kind} … {self.tok.value.upper()} (piecemeal restores)")
+        disks: list[str] = []
+        if self.accept_kw("FROM"):
+            if self.at_kw("DATABASE_SNAPSHOT"):
+                raise not_supported("RESTORE DATABASE … FROM DATABASE_SNAPSHOT")
+            disks = self.devices()
+        elif kind != "DATABASE":
+            raise self.error()
+        stmt = st.RestoreDatabase(kind, database, disks)
+        if self.accept_kw("WITH"):
+            stmt.options = self.media_options(_RESTORE_OPTIONS, stmt.moves)
+        return stmt
+
+    def devices(self) -> list[str]:
+        """DISK = '…' [, DISK = '…' …]; other device kinds are not the lab's."""
+        out = []
+        while True:
+            if self.at_kw("URL", "TAPE"):
+                raise not_supported(f"Backup devices of type {self.tok.value.upper()} (the lab has DISK)")
+            if not self.at_kw("DISK"):
+                if self.tok.kind in (IDENT, QIDENT, VAR) and not self.peek().is_op("="):
+                    raise not_supported("Logical backup devices (sp_addumpdevice); use DISK = 'path'")
+                raise self.error()
+            self.advance()
+            self.equals()
+            out.append(self.string())
+            if not self.accept_op(","):
+                return out
+
+    def media_options(self, allowed: dict[str, str], moves: Optional[list] = None) -> dict:
+        """WITH options of BACKUP/RESTORE: flag | NAME = value | STATS [= n] | MOVE 'a' TO 'b'."""
+        out: dict = {}
+        while True:
+            t = self.tok
+            if t.kind != IDENT:
+                raise self.error()
+            word = t.value.upper()
+            kind = allowed.get(word)
+            if kind is None:
+                raise self.error()
+            self.advance()
+            if kind == "unsupported":
+                raise not_supported(f"The {word} option of BACKUP/RESTORE")
+            if kind == "move":
+                logical = self.string()
+                self.expect_kw("TO")
+                assert moves is not None
+                moves.append((logical, self.string()))
+            elif kind == "flag":
+                out[word] = True
+            elif kind == "stats":
+                out[word] = self.integer() if self.accept_op("=") else 10
+            elif kind == "int":
+                self.equals()
+                out[word] = self.integer()
+            elif kind == "str":
+                self.equals()
+                out[word] = self.string()
+            if not self.accept_op(","):
+                return out
 
     # transactions, USE, OPEN/CLOSE ----------------------------------------------------
     def begin(self) -> st.Statement:
@@ -1218,7 +1326,7 @@ class Parser:
         "SELECT": select_statement, "WITH": select_statement,
         "CREATE": create, "ALTER": alter, "DROP": drop,
         "GRANT": permission, "REVOKE": permission, "DENY": permission,
-        "BACKUP": backup, "BEGIN": begin, "COMMIT": commit, "ROLLBACK": rollback,
+        "BACKUP": backup, "RESTORE": restore, "BEGIN": begin, "COMMIT": commit, "ROLLBACK": rollback,
         "USE": use, "OPEN": open_, "CLOSE": close, "IF": if_, "PRINT": print_,
         "DECLARE": declare, "SET": set_, "EXEC": exec_, "EXECUTE": exec_,
         "RETURN": return_, "RAISERROR": raiserror, "THROW": throw,

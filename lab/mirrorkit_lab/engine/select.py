@@ -18,6 +18,7 @@ from .errors import SqlError, not_supported, syntax_error
 from .functions import FUNCTIONS, datepart_name
 from .results import Column
 from .sqltypes import PRECEDENCE, SqlType, parse_type
+from .store import MSDB
 from .tables import RID, TableDef
 
 
@@ -279,6 +280,8 @@ class _Compiler:
             if dbid is None:
                 raise SqlError(208, written)
             self.databases.add(dbid)
+        if view is None and dbid == MSDB and schema.lower() in ("", "dbo"):
+            view = catalog.lookup_msdb(name)      # msdb.dbo.backupset, msdb..restorehistory …
         if view is None:
             user = self.user_table(node)
             if user is None:

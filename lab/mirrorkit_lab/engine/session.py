@@ -30,7 +30,8 @@ from .sqltypes import SqlType, from_sqlite, parse_type, to_sqlite
 _NO_USER_TRANSACTION = {st.CreateEndpoint: (574, "CREATE ENDPOINT"), st.AlterEndpoint: (574, "ALTER ENDPOINT"),
                         st.DropEndpoint: (574, "DROP ENDPOINT"), st.CreateDatabase: (226, "CREATE DATABASE"),
                         st.AlterDatabaseSet: (226, "ALTER DATABASE"), st.DropDatabase: (574, "DROP DATABASE"),
-                        st.AlterDatabaseMirroring: (226, "ALTER DATABASE")}
+                        st.AlterDatabaseMirroring: (226, "ALTER DATABASE"),
+                        st.BackupDatabase: (3021, "BACKUP"), st.RestoreDatabase: (3021, "RESTORE")}
 
 SET_OPTIONS = frozenset("""
     NOCOUNT ANSI_NULLS ANSI_PADDING ANSI_WARNINGS ANSI_NULL_DFLT_ON ANSI_NULL_DFLT_OFF ARITHABORT

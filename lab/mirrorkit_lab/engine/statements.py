@@ -367,3 +367,28 @@ class Dml(Statement):
     """INSERT, UPDATE or DELETE, kept as source text and compiled by select.py (like SELECT)."""
     kind: str                               # INSERT | UPDATE | DELETE
     text: str
+
+
+@dataclass
+class BackupDatabase(Statement):
+    """BACKUP DATABASE | LOG <database> TO DISK = '…' [, DISK = '…'] [WITH …].
+
+    kind: DATABASE | LOG. options: upper-case option name → value (True for a bare flag,
+    str/int for NAME = '…', STATS = n …); FORMAT/INIT are keys when given, NOFORMAT/NOINIT too."""
+    kind: str
+    database: str
+    disks: list[str]
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class RestoreDatabase(Statement):
+    """RESTORE DATABASE | LOG <database> [FROM DISK = '…' [, …]] [WITH …];
+    RESTORE HEADERONLY | FILELISTONLY FROM DISK = '…' [WITH FILE = n] (database None).
+
+    moves: (logical name, physical name) from WITH MOVE, in order."""
+    kind: str                               # DATABASE | LOG | HEADERONLY | FILELISTONLY
+    database: Optional[str]
+    disks: list[str]
+    options: dict = field(default_factory=dict)
+    moves: list[tuple[str, str]] = field(default_factory=list)

@@ -11,7 +11,7 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MASTER, TEMPDB, MODEL, MSDB = 1, 2, 3, 4
 SYSTEM_DATABASES = [(MASTER, "master"), (TEMPDB, "tempdb"), (MODEL, "model"), (MSDB, "msdb")]
@@ -131,6 +131,24 @@ CREATE TABLE t_log (database_id INTEGER, lsn INTEGER, txn INTEGER, op TEXT, obje
     before TEXT, after TEXT, PRIMARY KEY (database_id, lsn)) WITHOUT ROWID;
 """
 
+# v3: backup and restore history (msdb.dbo.backupset, backupmediaset, backupmediafamily, restorehistory)
+_DDL_V3 = """
+CREATE TABLE t_backupmediaset (media_set_id INTEGER PRIMARY KEY, media_uuid TEXT UNIQUE, media_family_count INTEGER,
+    name TEXT, description TEXT, is_compressed INTEGER);
+CREATE TABLE t_backupmediafamily (media_set_id INTEGER, family_sequence_number INTEGER, media_family_id TEXT,
+    physical_device_name TEXT, PRIMARY KEY (media_set_id, family_sequence_number));
+CREATE TABLE t_backupset (backup_set_id INTEGER PRIMARY KEY, backup_set_uuid TEXT, media_set_id INTEGER,
+    position INTEGER, name TEXT, description TEXT, user_name TEXT, server_name TEXT, machine_name TEXT,
+    database_name TEXT, database_creation_date TEXT, type TEXT, backup_start_date TEXT, backup_finish_date TEXT,
+    first_lsn INTEGER, last_lsn INTEGER, checkpoint_lsn INTEGER, database_backup_lsn INTEGER,
+    is_copy_only INTEGER, recovery_model TEXT, family_guid TEXT, recovery_fork_guid TEXT, backup_size INTEGER,
+    compressed_backup_size INTEGER, has_backup_checksums INTEGER, compatibility_level INTEGER,
+    begins_log_chain INTEGER, is_force_offline INTEGER, is_readonly INTEGER);
+CREATE TABLE t_restorehistory (restore_history_id INTEGER PRIMARY KEY, restore_date TEXT,
+    destination_database_name TEXT, user_name TEXT, backup_set_id INTEGER, restore_type TEXT,
+    replace INTEGER, recovery INTEGER, device_count INTEGER);
+"""
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -165,6 +183,8 @@ def initialise(path: Path, sa_sid: bytes = b"\x01") -> bool:
         if version < 2:
             _run(conn, _DDL_V2)
             _seed_v2(conn)
+        if version < 3:
+            _run(conn, _DDL_V3)
         conn.execute("UPDATE t_meta SET value=? WHERE name='schema_version'", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
         return created
