@@ -412,6 +412,8 @@ class MirroringLayer:
         s = self._by_guid(msg.get("guid"))
         if s is None:
             return {"known": False}
+        # status arrives on the partner's own outbound connection: hearing it proves that direction
+        s.heard_at = time.monotonic()
         self._absorb(s, msg)
         return self._status_fields(s)
 
@@ -466,7 +468,8 @@ class MirroringLayer:
         partner = self.link(s.partner_url, "PARTNER")
         s.partner_instance = partner.peer_name or s.partner_instance
         was = s.connected
-        s.connected = self._heard(s.partner_instance, s.timeout)
+        # a session needs both directions (spec §3.4): ours up, and the partner's heard within TIMEOUT
+        s.connected = partner.up and time.monotonic() - s.heard_at < s.timeout
         if was and not s.connected:
             s.caught_up = s.caught_up if s.role == MIRROR else False
             self._log(f'The mirroring connection to "{s.partner_url}" has timed out for database '
@@ -638,7 +641,8 @@ class MirroringLayer:
         wl = self.link(url, "WITNESS")
         if not self._wait_up(wl, CONNECT_TIMEOUT):
             outcome = wl.last_outcome
-            if outcome is not None and outcome.number in (28047, 28057):     # the endpoint will not be a witness
+            if outcome is not None and outcome.number == 28027 and "role" in (outcome.message or ""):
+                # the endpoint's ROLE does not include WITNESS
                 raise SqlError(1427, url)
             raise SqlError(1456, url)
         family = self.db().execute("SELECT family_guid FROM t_databases WHERE database_id=?",

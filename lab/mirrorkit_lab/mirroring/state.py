@@ -47,6 +47,7 @@ class MirrorSession:
     caught_up: bool = False               # mirror hardened the principal's end of log
     serving: bool = True                  # a principal with quorum (or no witness) serves the database
     partner_end: Optional[int] = None     # principal: the mirror's hardened end of log
+    heard_at: float = field(default_factory=time.monotonic)   # last dbm.status from the partner
     started: float = field(default_factory=time.monotonic)
     changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
