@@ -427,3 +427,19 @@ def test_log_backup_truncates_the_log_but_not_below_the_mirroring_floor(pair):
     finally:
         h.instance.mirroring = None
     assert run(p, "SELECT log_reuse_wait_desc FROM sys.databases WHERE name = 'AdventureWorks'") == [("NOTHING",)]
+
+
+def test_a_version_2_state_file_gains_the_history_tables_in_place(tmp_path):
+    from mirrorkit_lab.engine import store
+    path = tmp_path / "instance.db"
+    store.initialise(path)
+    with sqlite3.connect(path) as c:
+        for t in ("t_backupset", "t_backupmediaset", "t_backupmediafamily", "t_restorehistory"):
+            c.execute(f"DROP TABLE {t}")
+        c.execute("UPDATE t_meta SET value = 2 WHERE name = 'schema_version'")
+        c.execute("INSERT INTO t_databases (database_id, name, state) VALUES (9, 'kept', 0)")
+    assert store.initialise(path) is False
+    with sqlite3.connect(path) as c:
+        assert c.execute("SELECT value FROM t_meta WHERE name = 'schema_version'").fetchone() == (3,)
+        assert c.execute("SELECT COUNT(*) FROM t_backupset").fetchone() == (0,)
+        assert c.execute("SELECT name FROM t_databases WHERE database_id = 9").fetchone() == ("kept",)
