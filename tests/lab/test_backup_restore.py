@@ -443,3 +443,22 @@ def test_a_version_2_state_file_gains_the_history_tables_in_place(tmp_path):
         assert c.execute("SELECT value FROM t_meta WHERE name = 'schema_version'").fetchone() == (3,)
         assert c.execute("SELECT COUNT(*) FROM t_backupset").fetchone() == (0,)
         assert c.execute("SELECT name FROM t_databases WHERE database_id = 9").fetchone() == ("kept",)
+
+
+def test_write_replace_swaps_files_atomically_and_refuses_links(tmp_path):
+    import os
+    from mirrorkit_lab.fs import PathNotAllowed, ServerFileError, ServerFileSystem
+    fs = ServerFileSystem(tmp_path / "fs")
+    fs.write_replace(r"C:\b\x.bak", b"one")
+    fs.write_replace(r"C:\b\x.bak", b"two")
+    assert fs.read_bytes("c:/b/x.bak") == b"two"
+    assert [n for n in os.listdir(fs.resolve(r"C:\b")) if n.startswith(".mk-tmp")] == []
+    os.symlink(tmp_path / "outside", fs.resolve(r"C:\b\link.bak"))
+    with pytest.raises(PathNotAllowed):
+        fs.write_replace(r"C:\b\link.bak", b"x")
+    assert not (tmp_path / "outside").exists()
+    os.mkdir(fs.resolve(r"C:\b\dir.bak"))
+    with pytest.raises(ServerFileError):
+        fs.write_replace(r"C:\b\dir.bak", b"x")
+    with pytest.raises(PathNotAllowed):
+        fs.write_replace(r"C:\..\..\x.bak", b"x")
