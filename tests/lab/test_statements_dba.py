@@ -585,6 +585,7 @@ def test_unknown_statements_give_a_clear_error(one, statement):
 @pytest.mark.parametrize("statement, what", [
     ("DBCC CHECKDB", "DBCC"),
     ("TRUNCATE TABLE dbo.t", "TRUNCATE TABLE"),
+    ("RESTORE LABELONLY FROM DISK = 'C:\\x.bak'", "RESTORE"),
     ("MERGE t USING s ON 1 = 1 WHEN MATCHED THEN DELETE;", "MERGE"),
 ])
 def test_statements_outside_the_subset_say_so(one, statement, what):
