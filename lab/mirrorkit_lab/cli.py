@@ -21,9 +21,16 @@ def add_lab_parser(sub) -> None:
     p = lab_sub.add_parser("down", help="stop the lab's instances")
     p.add_argument("params", nargs="?", help="ignored; the state directory knows the instances")
     p.add_argument("--state-dir", help=STATE_HELP)
-    p = lab_sub.add_parser("status", help="instances, addresses and endpoint state")
+    p = lab_sub.add_parser("status", help="instances: address, process state, endpoint, databases")
     p.add_argument("params", nargs="?", help="ignored; the state directory knows the instances")
+    p.add_argument("--json", action="store_true", help="the same as JSON (system databases included)")
     p.add_argument("--state-dir", help=STATE_HELP)
+    for verb, what in (("kill", "end an instance's process at once with SIGKILL, as a crash would"),
+                       ("freeze", "stop an instance's process with SIGSTOP, a hung host"),
+                       ("thaw", "resume a frozen instance (SIGCONT)")):
+        p = lab_sub.add_parser(verb, help=f"{what} (LAB-ONLY rehearsal)")
+        p.add_argument("name", help="instance name, as in the parameter file")
+        p.add_argument("--state-dir", help=STATE_HELP)
     p = lab_sub.add_parser("serve", help="serve the instances in the foreground (debugging)")
     p.add_argument("params")
     p.add_argument("--state-dir", help=STATE_HELP)
@@ -68,7 +75,11 @@ def lab(args: argparse.Namespace) -> int:
             sup.down(state)
             return 0
         if args.lab_command == "status":
-            return sup.status(state)
+            from .status import status
+            return status(state, as_json=args.json)
+        if args.lab_command in ("kill", "freeze", "thaw"):
+            getattr(sup, args.lab_command)(state, args.name)
+            return 0
         if args.lab_command == "cp":
             sup.copy(state, args.source, args.target)
             return 0

@@ -312,6 +312,51 @@ class ServerFileSystem:
         finally:
             os.close(dfd)
 
+    def write_replace(self, path: str, data: bytes) -> None:
+        """Create or replace path with data, atomically (BACKUP … WITH INIT/FORMAT, and appends).
+
+        Like write_new, the data is fsynced under a temporary name first; rename(2) then swaps it
+        in, so a reader sees the old file or the new one, never a torn one. A symlink or a
+        directory at the name is refused, not replaced.
+        """
+        data = bytes(data)
+        parts = self._file_parts(path)
+        name = parts[-1]
+        dfd = self._open_parent(path, parts, create=True)
+        try:
+            try:
+                st_ = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                st_ = None
+            except OSError as exc:
+                raise self._os_error(path, exc) from None
+            if st_ is not None and stat.S_ISLNK(st_.st_mode):
+                raise self._refuse(path, f"'{name}' is a symbolic link")
+            if st_ is not None and not stat.S_ISREG(st_.st_mode):
+                raise ServerFileError(f"Cannot write '{self.display(path)}': it is not a regular file.", path)
+            tmp = f".mk-tmp-{secrets.token_hex(8)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=dfd)
+            try:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except OSError as exc:
+                try:
+                    os.unlink(tmp, dir_fd=dfd)
+                except FileNotFoundError:
+                    pass
+                raise self._os_error(path, exc) from None
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
     def copy(self, src_fs: "ServerFileSystem", src: str, dst: str) -> None:
         """Copy src (on src_fs) to dst (on this file system); never overwrites.
 

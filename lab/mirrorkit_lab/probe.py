@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .supervisor import LabError, endpoint_summary, read_state, sa_password
+from .status import endpoint_summary
+from .supervisor import LabError, read_state, sa_password
 
 
 def endpoint_url(state_dir: Path, name: str) -> str:

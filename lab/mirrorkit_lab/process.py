@@ -55,8 +55,10 @@ class RunningInstance:
     def start(self) -> None:
         from .transport import MirroringTransport
         self.server.start()
+        from .mirroring import MirroringLayer
         self.transport = MirroringTransport(self.instance)
         self.instance.attach_transport(self.transport)
+        self.instance.mirroring = MirroringLayer(self.instance, self.transport)
 
     def stop(self) -> None:
         self.server.shutdown()

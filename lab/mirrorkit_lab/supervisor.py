@@ -1,9 +1,9 @@
-"""`mirrorkit lab up|down|status|cp|cut|heal|clock`: start and stop instance processes, report on them,
+"""`mirrorkit lab up|down|kill|freeze|thaw|cp|cut|heal|clock`: start, stop and break instance processes,
 rehearse faults.
 
-State directory (default .mirrorkit-lab/): lab.json (instances and pids),
-sa.password (0600), faults.json (lab cut/clock, read by every instance), instances/<name>/ (store,
-server file system, logs).
+State directory (default .mirrorkit-lab/): lab.json (instances, pids, what a rehearsal did to
+them), sa.password (0600), faults.json (lab cut/clock, read by every instance), instances/<name>/
+(store, server file system, logs). `mirrorkit lab status` is in status.py.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import os
 import secrets
 import signal
 import socket
-import sqlite3
 import string
 import subprocess
 import sys
@@ -60,12 +59,17 @@ def sa_password(state_dir: Path) -> str:
     return value
 
 
+# what a rehearsal did to an instance, kept in lab.json until the next up/down/thaw
+KILLED, FROZEN = "killed", "frozen"
+
+
 @dataclass
 class Recorded:
     name: str
     host: str
     port: int
     pid: Optional[int]
+    rehearsal: Optional[str] = None
 
 
 def _lab_json(state_dir: Path) -> Path:
@@ -77,7 +81,8 @@ def read_state(state_dir: Path) -> list[Recorded]:
         data = json.loads(_lab_json(state_dir).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return []
-    return [Recorded(i["name"], i["host"], i["port"], i.get("pid")) for i in data.get("instances", [])]
+    return [Recorded(i["name"], i["host"], i["port"], i.get("pid"), i.get("rehearsal"))
+            for i in data.get("instances", [])]
 
 
 def write_state(state_dir: Path, items: list[Recorded]) -> None:
@@ -95,6 +100,25 @@ def pid_alive(pid: Optional[int], state_dir: Path) -> bool:
         return False
     text = b" ".join(cmdline).decode("utf-8", "replace")
     return "mirrorkit_lab.process" in text and str(state_dir.resolve()) in text
+
+
+def pid_stopped(pid: Optional[int]) -> bool:
+    """True while the process is stopped by a signal (SIGSTOP: the kernel's state T)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    # the command name in parentheses may itself hold ')' and spaces
+    return stat.rpartition(")")[2].split()[:1] == ["T"]
+
+
+def process_state(rec: Recorded, state_dir: Path) -> str:
+    """running | frozen | unreachable (alive, refusing connections) | killed | down."""
+    if pid_alive(rec.pid, state_dir):
+        if pid_stopped(rec.pid):
+            return "frozen"
+        return "running" if accepts(rec.host, rec.port) else "unreachable"
+    return "killed" if rec.rehearsal == KILLED else "down"
 
 
 def accepts(host: str, port: int, timeout: float = 0.2) -> bool:
@@ -132,8 +156,15 @@ def up(params: Path, state_dir: Path, out=sys.stdout) -> list[InstanceSpec]:
     started: list[tuple[InstanceSpec, subprocess.Popen, Path]] = []
     for spec in specs:
         rec = recorded.get(spec.name)
-        if rec and pid_alive(rec.pid, state_dir) and (rec.host, rec.port) == (spec.host, spec.port):
-            print(f"{spec.name}: already running at {spec.server} (pid {rec.pid})", file=out)
+        if rec and pid_alive(rec.pid, state_dir):
+            if (rec.host, rec.port) != (spec.host, spec.port):
+                raise LabError(f"{spec.name}: still running at {rec.host},{rec.port} (pid {rec.pid}), not at "
+                               f"{spec.server} as {params} says; run 'mirrorkit lab down' first to move it")
+            if pid_stopped(rec.pid):
+                print(f"{spec.name}: frozen at {spec.server} (pid {rec.pid}); left as it is "
+                      f"('mirrorkit lab thaw {spec.name}' resumes it)", file=out)
+            else:
+                print(f"{spec.name}: already running at {spec.server} (pid {rec.pid})", file=out)
             continue
         if accepts(spec.host, spec.port):
             raise LabError(f"{spec.name}: {spec.server} is already in use by another process; "
@@ -172,61 +203,120 @@ def down(state_dir: Path, out=sys.stdout, timeout: float = 10.0) -> None:
     for r in live:
         try:
             os.kill(r.pid, signal.SIGTERM)
+            os.kill(r.pid, signal.SIGCONT)    # a frozen instance must run to act on the SIGTERM
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
     for r in live:
-        while pid_alive(r.pid, state_dir) and time.monotonic() < deadline:
+        while not pid_ended(r.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         if pid_alive(r.pid, state_dir):
             os.kill(r.pid, signal.SIGKILL)
-        try:
-            os.waitpid(r.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+            kill_deadline = time.monotonic() + timeout
+            while not pid_ended(r.pid) and time.monotonic() < kill_deadline:
+                time.sleep(0.05)
         print(f"{r.name}: stopped", file=out)
     for r in items:
-        r.pid = None
+        r.pid, r.rehearsal = None, None
     if items:
         write_state(state_dir, items)
     if not live:
         print("the lab is not running", file=out)
 
 
-def endpoint_summary(state_dir: Path, name: str) -> str:
-    db = instance_home(state_dir, name) / "instance.db"
-    if not db.exists():
-        return "-"
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
-        try:
-            row = conn.execute("SELECT name, state, port, ip_address FROM t_endpoints WHERE type=4").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return "?"
-    if row is None:
-        return "no mirroring endpoint"
-    state = {0: "STARTED", 1: "STOPPED", 2: "DISABLED"}.get(row[1], "?")
-    return f"{row[0]} {state} port {row[2]}" + (f" ip {row[3]}" if row[3] else "")
-
-
-def status(state_dir: Path, out=sys.stdout) -> int:
+def _find(state_dir: Path, name: str) -> Recorded:
     items = read_state(state_dir)
     if not items:
-        print(f"no lab in {state_dir} (start one with: mirrorkit lab up parameters/lab.yaml)", file=out)
-        return 3
-    rows = [("INSTANCE", "SERVER", "STATE", "PID", "MIRRORING ENDPOINT")]
-    all_up = True
+        raise LabError(f"no lab in {state_dir}; start one with 'mirrorkit lab up PARAMS'")
     for r in items:
-        alive = pid_alive(r.pid, state_dir) and accepts(r.host, r.port)
-        all_up &= alive
-        rows.append((r.name, f"{r.host},{r.port}", "running" if alive else "stopped",
-                     str(r.pid) if alive else "-", endpoint_summary(state_dir, r.name)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
-    return 0 if all_up else 3
+        if r.name.lower() == name.lower():
+            return r
+    raise LabError(f"{name!r} is not an instance of the lab in {state_dir} "
+                   f"(known: {', '.join(sorted(r.name for r in items))})")
+
+
+def _record(state_dir: Path, name: str, rehearsal: Optional[str]) -> None:
+    items = read_state(state_dir)
+    for r in items:
+        if r.name == name:
+            r.rehearsal = rehearsal
+    write_state(state_dir, items)
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise LabError(what)
+        time.sleep(0.02)
+
+
+def pid_ended(pid: int) -> bool:
+    """True once every thread of the process has exited, so its sockets are closed.
+
+    A killed process's main thread can be a zombie (no cmdline: pid_alive is False) while its
+    other threads still hold the listening socket.
+    """
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)     # our child when lab up ran in this process
+        if done == pid:
+            return True
+    except ChildProcessError:                      # not our child: init collects it
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        if stat.rpartition(")")[2].split()[:1] != ["Z"]:
+            return False
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except OSError:
+        return True
+
+
+def _require_live(state_dir: Path, rec: Recorded, command: str) -> None:
+    if not pid_alive(rec.pid, state_dir):
+        how = "killed" if rec.rehearsal == KILLED else "down"
+        raise LabError(f"{rec.name} is already {how}; nothing to {command} "
+                       f"('mirrorkit lab up PARAMS' starts it again)")
+
+
+def kill(state_dir: Path, name: str, out=sys.stdout, timeout: float = 10.0) -> None:
+    """End the instance's process with SIGKILL, as a crash would: no shutdown, no clean close."""
+    rec = _find(state_dir, name)
+    _require_live(state_dir, rec, "kill")
+    try:
+        os.kill(rec.pid, signal.SIGKILL)
+    except ProcessLookupError:     # it ended on its own in between: still record the rehearsal
+        pass
+    _record(state_dir, rec.name, KILLED)
+    _wait(lambda: pid_ended(rec.pid), timeout,
+          f"{rec.name}: pid {rec.pid} still there {timeout:.0f} s after SIGKILL; check it with 'ps {rec.pid}'")
+    print(f"{rec.name}: killed (pid {rec.pid}, SIGKILL); 'mirrorkit lab up PARAMS' brings it back", file=out)
+
+
+def freeze(state_dir: Path, name: str, out=sys.stdout, timeout: float = 10.0) -> None:
+    """Stop the instance's process with SIGSTOP, a hung host: its sockets stay open, nothing answers."""
+    rec = _find(state_dir, name)
+    _require_live(state_dir, rec, "freeze")
+    if pid_stopped(rec.pid):
+        raise LabError(f"{rec.name} is already frozen; 'mirrorkit lab thaw {rec.name}' resumes it")
+    os.kill(rec.pid, signal.SIGSTOP)
+    _record(state_dir, rec.name, FROZEN)
+    _wait(lambda: pid_stopped(rec.pid), timeout, f"{rec.name}: pid {rec.pid} not stopped {timeout:.0f} s "
+          f"after SIGSTOP; check it with 'ps {rec.pid}'")
+    print(f"{rec.name}: frozen (pid {rec.pid}, SIGSTOP); 'mirrorkit lab thaw {rec.name}' resumes it", file=out)
+
+
+def thaw(state_dir: Path, name: str, out=sys.stdout, timeout: float = 10.0) -> None:
+    """Resume a frozen instance with SIGCONT; its clients and peers see it answer again."""
+    rec = _find(state_dir, name)
+    _require_live(state_dir, rec, "thaw")
+    if not pid_stopped(rec.pid):
+        raise LabError(f"{rec.name} is not frozen; 'mirrorkit lab freeze {rec.name}' freezes it")
+    os.kill(rec.pid, signal.SIGCONT)
+    _record(state_dir, rec.name, None)
+    _wait(lambda: not pid_stopped(rec.pid), timeout, f"{rec.name}: pid {rec.pid} still stopped {timeout:.0f} s "
+          f"after SIGCONT; check it with 'ps {rec.pid}'")
+    print(f"{rec.name}: thawed (pid {rec.pid}, SIGCONT)", file=out)
 
 
 def copy(state_dir: Path, source: str, target: str, out=sys.stdout) -> None:
@@ -293,5 +383,5 @@ def clock(state_dir: Path, name: str, offset: str, out=sys.stdout) -> None:
     print(f"{name}: certificate checks see UTC {'as it is' if not seconds else f'shifted by {offset}'}", file=out)
 
 
-__all__ = ["LabError", "LabConfigError", "up", "down", "status", "copy", "cut", "heal", "clock", "sa_password",
-           "state_dir_from"]
+__all__ = ["LabError", "LabConfigError", "up", "down", "kill", "freeze", "thaw", "copy", "cut", "heal", "clock",
+           "sa_password", "state_dir_from", "process_state"]

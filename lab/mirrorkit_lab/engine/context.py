@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional, Protocol
 
 from ..fs import ServerFileSystem
 from . import statements as st
 from .errorlog import ErrorLog
 from .results import Event
+
+if TYPE_CHECKING:
+    from .select import Compiled, DmlPlan
+    from .tables import TableDef
 
 
 @dataclass
@@ -64,6 +68,13 @@ class DatabaseMirroring(Protocol):
         """Raise SqlError (1468 …) when `action` (DROP, RESTORE, SET RECOVERY SIMPLE, OFFLINE …) is
         not allowed on a mirrored database."""
 
+    def keeps_log(self, database_id: int) -> bool:
+        """True while the session still needs log records the recovery model would truncate."""
+
+    def log_floor(self, database_id: int) -> Optional[int]:
+        """The lowest LSN the mirroring session still needs (BACKUP LOG truncates only below it);
+        None: no constraint."""
+
 
 class InstanceServices(Protocol):
     """What handlers use of the instance (LabInstance provides it)."""
@@ -77,6 +88,12 @@ class InstanceServices(Protocol):
     def endpoint_changing(self, conn: sqlite3.Connection) -> None:
         """Endpoint DDL changed the catalog inside `conn`'s transaction."""
 
+    def schema_changed(self) -> None:
+        """Tables or databases changed: compiled plans and name caches are stale."""
+
+    def database_in_use(self, database_id: int, besides: Any = None) -> bool:
+        """Another session (not `besides`) has the database as its current database."""
+
 
 class HandlerContext(Protocol):
     """What a statement handler or system procedure may ask of the session (Session provides it)."""
@@ -84,6 +101,8 @@ class HandlerContext(Protocol):
     conn: sqlite3.Connection
     login_id: int
     database_id: int
+    spid: int
+    rowcount: int
     variables: dict[str, Variable]          # by lower-cased name
     open_master_keys: dict[int, bytes]      # database_id -> DMK opened by OPEN MASTER KEY
 
@@ -109,6 +128,24 @@ class HandlerContext(Protocol):
 
     def master_key(self, database_id: int) -> Optional[bytes]:
         """The database's DMK if opened or openable by the service master key, else None."""
+
+    def database_name(self, database_id: int) -> str: ...
+
+    def use_database(self, database_id: int, purpose: str) -> None:
+        """Raise what SQL Server raises when the session may not use the database now
+        (purpose: use | read | write): 954 mirror, 927 restoring, 942 offline, 3906 read-only …"""
+
+    def resolve_table(self, database_id: int, schema: Optional[str], name: str) -> Optional["TableDef"]: ...
+
+    def schema_changed(self) -> None: ...
+
+    def compile_dml(self, text: str) -> "DmlPlan": ...
+
+    def run_compiled_raw(self, c: "Compiled") -> list[tuple]: ...
+
+    def log_change(self, database_id: int, op: str, object_id: Optional[int], rid: Optional[int],
+                   before: Optional[dict], after: Optional[dict]) -> None:
+        """Log one change in the open transaction; the commit record follows at COMMIT."""
 
 
 Handler = Callable[[HandlerContext, Any, list[Event]], None]

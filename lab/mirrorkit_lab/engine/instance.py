@@ -45,6 +45,7 @@ class LabInstance:
             f"Datacenter 10.0 <X64> (Build 17763: ) (Hypervisor)\n\t(mirrorkit lab {__version__})")
         store.initialise(self.db_path)
         self._databases: Optional[tuple[tuple[str, int], ...]] = None
+        self.schema_epoch = 0           # bumped by table/database DDL: compiled plans are keyed by it
 
     # -- life cycle ------------------------------------------------------------------------------
     def start(self, sa_password: str) -> None:
@@ -73,6 +74,8 @@ class LabInstance:
     def stop(self) -> None:
         for session in list(self.sessions.values()):
             session.cancel()
+        if self.mirroring is not None and hasattr(self.mirroring, "close"):
+            self.mirroring.close()
         if self.transport is not None:
             self.transport.close()
         self.errorlog.write("spid8s", "SQL Server shutdown has been initiated")
@@ -140,6 +143,15 @@ class LabInstance:
             if s.conn is conn:
                 s.endpoint_dirty = True
 
+    def schema_changed(self) -> None:
+        with self.lock:
+            self.schema_epoch += 1
+            self._databases = None
+
+    def database_in_use(self, database_id: int, besides=None) -> bool:
+        with self.lock:
+            return any(s.database_id == database_id for s in self.sessions.values() if s is not besides)
+
     def database_names(self) -> tuple[tuple[str, int], ...]:
         if self._databases is None:
             conn = store.connect(self.db_path)
@@ -171,6 +183,12 @@ class LabInstance:
                   s.client.get("client_port"), self.host, self.port) for s in sessions])
         if self.transport is not None and hasattr(self.transport, "fill_live_tables"):
             self.transport.fill_live_tables(conn, names)
+        if self.mirroring is not None and hasattr(self.mirroring, "fill_live_tables"):
+            self.mirroring.fill_live_tables(conn, names, session)
+        elif "database_mirroring" in names:
+            # without a mirroring layer no database is mirrored: every column but database_id is NULL
+            conn.execute("DELETE FROM live_database_mirroring")
+            conn.execute("INSERT INTO live_database_mirroring (database_id) SELECT database_id FROM t_databases")
 
     def server_property(self, name: str) -> Any:
         return {

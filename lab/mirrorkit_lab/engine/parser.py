@@ -34,11 +34,34 @@ RESERVED = frozenset("""
 """.split())
 
 _UNSUPPORTED_STARTS = {
-    "INSERT": "INSERT", "UPDATE": "UPDATE", "DELETE": "DELETE", "MERGE": "MERGE",
+    "MERGE": "MERGE",
     "TRUNCATE": "TRUNCATE TABLE", "WHILE": "WHILE", "GOTO": "GOTO", "WAITFOR": "WAITFOR",
-    "DBCC": "DBCC", "KILL": "KILL", "RESTORE": "RESTORE", "SAVE": "SAVE TRANSACTION",
+    "DBCC": "DBCC", "KILL": "KILL", "SAVE": "SAVE TRANSACTION",
     "CHECKPOINT": "CHECKPOINT", "RECONFIGURE": "RECONFIGURE", "SHUTDOWN": "SHUTDOWN",
     "BREAK": "BREAK", "CONTINUE": "CONTINUE",
+}
+
+_COMMON_MEDIA_OPTIONS = {
+    "CHECKSUM": "flag", "NO_CHECKSUM": "flag", "STATS": "stats", "CONTINUE_AFTER_ERROR": "flag",
+    "STOP_ON_ERROR": "flag", "REWIND": "flag", "NOREWIND": "flag", "UNLOAD": "flag", "NOUNLOAD": "flag",
+    "BLOCKSIZE": "int", "BUFFERCOUNT": "int", "MAXTRANSFERSIZE": "int", "MEDIANAME": "str",
+    "PASSWORD": "unsupported", "MEDIAPASSWORD": "unsupported",
+}
+_BACKUP_OPTIONS = {
+    **_COMMON_MEDIA_OPTIONS, "FORMAT": "flag", "NOFORMAT": "flag", "INIT": "flag", "NOINIT": "flag",
+    "SKIP": "flag", "NOSKIP": "flag", "COPY_ONLY": "flag", "COMPRESSION": "flag", "NO_COMPRESSION": "flag",
+    "NAME": "str", "DESCRIPTION": "str", "MEDIADESCRIPTION": "str", "NO_TRUNCATE": "flag",
+    "NORECOVERY": "flag", "EXPIREDATE": "str", "RETAINDAYS": "int",
+    "DIFFERENTIAL": "unsupported", "STANDBY": "unsupported", "ENCRYPTION": "unsupported",
+    "FILE_SNAPSHOT": "unsupported", "METADATA_ONLY": "unsupported",
+}
+_RESTORE_OPTIONS = {
+    **_COMMON_MEDIA_OPTIONS, "FILE": "int", "RECOVERY": "flag", "NORECOVERY": "flag", "MOVE": "move",
+    "REPLACE": "flag", "RESTART": "flag", "RESTRICTED_USER": "flag", "KEEP_REPLICATION": "flag",
+    "KEEP_CDC": "flag", "ENABLE_BROKER": "flag", "NEW_BROKER": "flag", "ERROR_BROKER_CONVERSATIONS": "flag",
+    "LOADHISTORY": "flag", "STANDBY": "unsupported", "PARTIAL": "unsupported", "STOPAT": "unsupported",
+    "STOPATMARK": "unsupported", "STOPBEFOREMARK": "unsupported", "FILESTREAM": "unsupported",
+    "CREDENTIAL": "unsupported",
 }
 
 AUTH_CODES = {
@@ -293,6 +316,10 @@ class Parser:
             return self.create_login()
         if self.accept_kw("USER"):
             return self.create_user()
+        if self.accept_kw("DATABASE"):
+            return self.create_database()
+        if self.accept_kw("TABLE"):
+            return self.create_table()
         raise not_supported(f"CREATE {self.sql[self.tok.start:self.tok.end].upper()}")
 
     def alter(self) -> st.Statement:
@@ -319,8 +346,8 @@ class Parser:
             add = self.expect_kw("ADD", "DROP") == "ADD"
             self.expect_kw("MEMBER")
             return st.AlterServerRole(role, add, self.name())
-        if self.at_kw("DATABASE"):
-            raise not_supported("ALTER DATABASE")
+        if self.accept_kw("DATABASE"):
+            return self.alter_database()
         raise not_supported(f"ALTER {self.sql[self.tok.start:self.tok.end].upper()}")
 
     def drop(self) -> st.Statement:
@@ -336,6 +363,18 @@ class Parser:
             return st.DropLogin(self.name())
         if self.accept_kw("USER"):
             return st.DropUser(self.name())
+        if self.accept_kw("DATABASE"):
+            if_exists = self.if_exists()
+            names = [self.name()]
+            while self.accept_op(","):
+                names.append(self.name())
+            return st.DropDatabase(names, if_exists)
+        if self.accept_kw("TABLE"):
+            if_exists = self.if_exists()
+            tables = [self.object_name()]
+            while self.accept_op(","):
+                tables.append(self.object_name())
+            return st.DropTable(tables, if_exists)
         raise not_supported(f"DROP {self.sql[self.tok.start:self.tok.end].upper()}")
 
     def alter_master_key(self) -> st.AlterMasterKey:
@@ -688,9 +727,263 @@ class Parser:
             return self.advance().value.lower()
         return self.name()
 
+    # databases, tables, DML ---------------------------------------------------------------
+    def if_exists(self) -> bool:
+        if self.at_kw("IF") and self.peek().is_kw("EXISTS"):
+            self.advance()
+            self.advance()
+            return True
+        return False
+
+    def object_name(self) -> st.ObjectName:
+        parts = [self.name()]
+        while self.accept_op("."):
+            parts.append(self.name() if not self.tok.is_op(".") else "")
+        if len(parts) > 3:
+            raise not_supported("Four-part names")
+        parts = [None] * (3 - len(parts)) + parts
+        return st.ObjectName(parts[2], parts[1] or None, parts[0] or None)
+
+    def create_database(self) -> st.CreateDatabase:
+        stmt = st.CreateDatabase(self.name())
+        if self.accept_kw("CONTAINMENT"):
+            self.equals()
+            if self.expect_kw("NONE", "PARTIAL") == "PARTIAL":
+                raise not_supported("CREATE DATABASE … CONTAINMENT = PARTIAL")
+        if self.accept_kw("ON"):
+            if self.accept_kw("PRIMARY"):
+                pass
+            stmt.files = self.file_specs()
+            if self.accept_kw("LOG"):
+                self.expect_kw("ON")
+                stmt.log_files = self.file_specs()
+        if self.at_kw("FOR"):
+            raise not_supported("CREATE DATABASE … FOR ATTACH")
+        if self.accept_kw("COLLATE"):
+            self.name()
+        if self.accept_kw("WITH"):
+            while True:
+                self.expect_ident()
+                if self.accept_op("="):
+                    self.advance()
+                if not self.accept_op(","):
+                    break
+        return stmt
+
+    def file_specs(self) -> list[st.FileSpec]:
+        out = []
+        while True:
+            if self.accept_kw("FILEGROUP"):
+                raise not_supported("CREATE DATABASE … FILEGROUP")
+            self.expect_op("(")
+            spec = st.FileSpec()
+            while True:
+                key = self.expect_ident().upper()
+                self.equals()
+                t = self.advance()
+                if t.kind not in (STRING, NUMBER, IDENT, QIDENT):
+                    raise self.error(t)
+                value = t.value
+                if t.kind == NUMBER and self.tok.kind == IDENT and self.tok.value.upper() in ("KB", "MB", "GB", "TB"):
+                    value += self.advance().value.upper()
+                elif t.kind == NUMBER and self.tok.is_op("%"):
+                    self.advance()
+                    value += "%"
+                if key == "NAME":
+                    spec.name = value
+                elif key == "FILENAME":
+                    spec.filename = value
+                elif key in ("SIZE", "MAXSIZE", "FILEGROWTH", "NEWNAME"):
+                    spec.options[key] = value
+                else:
+                    raise self.error(t)
+                if not self.accept_op(","):
+                    break
+            self.expect_op(")")
+            out.append(spec)
+            if not (self.tok.is_op(",") and self.peek().is_op("(")):
+                return out
+            self.advance()
+
+    def alter_database(self) -> st.Statement:
+        database = "CURRENT" if self.accept_kw("CURRENT") else self.name()
+        if self.at_kw("MODIFY", "ADD", "REMOVE", "COLLATE"):
+            raise not_supported(f"ALTER DATABASE … {self.tok.value.upper()}")
+        self.expect_kw("SET")
+        if self.accept_kw("PARTNER"):
+            if self.accept_op("="):
+                return st.AlterDatabaseMirroring(database, "PARTNER", self.string())
+            word = self.expect_kw("FAILOVER", "FORCE_SERVICE_ALLOW_DATA_LOSS", "OFF", "RESUME", "SUSPEND",
+                                  "SAFETY", "TIMEOUT", "REDO_QUEUE")
+            if word == "SAFETY":
+                return st.AlterDatabaseMirroring(database, "SAFETY", self.expect_kw("FULL", "OFF"))
+            if word == "TIMEOUT":
+                return st.AlterDatabaseMirroring(database, "TIMEOUT", self.integer())
+            if word == "REDO_QUEUE":
+                if self.accept_kw("UNLIMITED"):
+                    return st.AlterDatabaseMirroring(database, "REDO_QUEUE", None)
+                n = self.integer()
+                self.expect_kw("MB")
+                return st.AlterDatabaseMirroring(database, "REDO_QUEUE", n)
+            return st.AlterDatabaseMirroring(database, word, None)
+        if self.accept_kw("WITNESS"):
+            if self.accept_op("="):
+                return st.AlterDatabaseMirroring(database, "WITNESS", self.string())
+            self.expect_kw("OFF")
+            return st.AlterDatabaseMirroring(database, "WITNESS OFF", None)
+        if self.at_kw("HADR"):
+            raise not_supported("ALTER DATABASE … SET HADR")
+        if self.accept_kw("RECOVERY"):
+            stmt = st.AlterDatabaseSet(database, "RECOVERY", self.expect_kw("FULL", "SIMPLE", "BULK_LOGGED"))
+        else:
+            word = self.expect_kw("SINGLE_USER", "RESTRICTED_USER", "MULTI_USER", "READ_ONLY", "READ_WRITE",
+                                  "ONLINE", "OFFLINE")
+            stmt = st.AlterDatabaseSet(database, word)
+        if self.accept_kw("WITH"):
+            if self.accept_kw("NO_WAIT"):
+                stmt.rollback = "NO_WAIT"
+            else:
+                self.expect_kw("ROLLBACK")
+                if self.accept_kw("IMMEDIATE"):
+                    stmt.rollback = "IMMEDIATE"
+                else:
+                    self.expect_kw("AFTER")
+                    stmt.rollback = f"AFTER {self.integer()}"
+                    self.accept_kw("SECONDS")
+        return stmt
+
+    def create_table(self) -> st.CreateTable:
+        table = self.object_name()
+        self.expect_op("(")
+        stmt = st.CreateTable(table, [])
+        while True:
+            if self.at_kw("CONSTRAINT", "PRIMARY", "UNIQUE"):
+                stmt.constraints.append(self.table_constraint())
+            else:
+                self.column_spec(stmt)
+            if not self.accept_op(","):
+                break
+        self.expect_op(")")
+        if self.at_kw("ON", "WITH"):
+            raise not_supported(f"CREATE TABLE … {self.tok.value.upper()}")
+        return stmt
+
+    def table_constraint(self) -> st.TableConstraint:
+        name = self.name() if self.accept_kw("CONSTRAINT") else None
+        kind = "PK" if self.accept_kw("PRIMARY") else None
+        if kind:
+            self.expect_kw("KEY")
+        else:
+            self.expect_kw("UNIQUE")
+            kind = "UQ"
+        self.accept_kw("CLUSTERED", "NONCLUSTERED")
+        self.expect_op("(")
+        cols = [self.name()]
+        self.accept_kw("ASC", "DESC")
+        while self.accept_op(","):
+            cols.append(self.name())
+            self.accept_kw("ASC", "DESC")
+        self.expect_op(")")
+        return st.TableConstraint(name, kind, cols)
+
+    def column_spec(self, stmt: st.CreateTable) -> None:
+        name = self.name()
+        type_start = self.tok
+        self.type_name()
+        col = st.ColumnSpec(name, self.sql[type_start.start:self.toks[self.pos - 1].end])
+        while True:
+            if self.accept_kw("NULL"):
+                col.nullable = True
+            elif self.at_kw("NOT") and self.peek().is_kw("NULL"):
+                self.advance()
+                self.advance()
+                col.nullable = False
+            elif self.accept_kw("IDENTITY"):
+                col.identity = (1, 1)
+                if self.accept_op("("):
+                    seed = self.integer()
+                    self.expect_op(",")
+                    col.identity = (seed, self.integer())
+                    self.expect_op(")")
+            elif self.at_kw("CONSTRAINT", "PRIMARY", "UNIQUE", "DEFAULT"):
+                cname = self.name() if self.accept_kw("CONSTRAINT") else None
+                if self.accept_kw("DEFAULT"):
+                    col.default = self.expression()
+                    continue
+                kind = "PK" if self.accept_kw("PRIMARY") else None
+                if kind:
+                    self.expect_kw("KEY")
+                else:
+                    self.expect_kw("UNIQUE")
+                    kind = "UQ"
+                self.accept_kw("CLUSTERED", "NONCLUSTERED")
+                stmt.constraints.append(st.TableConstraint(cname, kind, [name]))
+            elif self.at_kw("COLLATE"):
+                self.advance()
+                self.name()
+            elif self.at_kw("CHECK", "REFERENCES", "FOREIGN"):
+                raise not_supported(f"{self.tok.value.upper()} constraints")
+            else:
+                break
+        stmt.columns.append(col)
+
+    def dml(self) -> st.Dml:
+        start = self.tok
+        kind = self.advance().value.upper()
+        if kind == "INSERT":
+            self.accept_kw("INTO")
+            self.object_name()
+            if self.tok.is_op("("):
+                self.advance()
+                while not self.accept_op(")"):
+                    if self.tok.kind == EOF:
+                        raise self.error()
+                    self.advance()
+            if self.accept_kw("VALUES"):
+                while True:
+                    self.expect_op("(")
+                    depth = 1
+                    while depth:
+                        t = self.advance()
+                        if t.kind == EOF:
+                            raise self.error(t)
+                        depth += 1 if t.is_op("(") else -1 if t.is_op(")") else 0
+                    if not self.accept_op(","):
+                        break
+                end = self.toks[self.pos - 1].end
+            elif self.accept_kw("DEFAULT"):
+                self.expect_kw("VALUES")
+                end = self.toks[self.pos - 1].end
+            elif self.at_kw("SELECT", "WITH") or self.tok.is_op("("):
+                end = self.select_statement().text and self.toks[self.pos - 1].end
+            elif self.at_kw("EXEC", "EXECUTE"):
+                raise not_supported("INSERT … EXEC")
+            else:
+                raise self.error()
+        elif kind == "UPDATE":
+            if self.at_kw("TOP"):
+                raise not_supported("UPDATE TOP")
+            self.object_name()
+            self.expect_kw("SET")
+            while True:
+                self.name()
+                self.expect_op("=", "+=", "-=", "*=", "/=")
+                self.expression()
+                if not self.accept_op(","):
+                    break
+            end = self.toks[self.pos - 1].end
+            if self.at_kw("FROM", "WHERE", "OUTPUT", "OPTION"):
+                end = self.scan_to_statement_end(allow_select_continuation=False)
+        else:
+            end = self.scan_to_statement_end(allow_select_continuation=False)
+        return st.Dml(kind, self.sql[start.start:end])
+
     # BACKUP ----------------------------------------------------------------------------
     def backup(self) -> st.Statement:
         self.expect_kw("BACKUP")
+        kind = self.accept_kw("DATABASE", "LOG")
+        if kind:
+            return self.backup_database(kind)
         if not self.accept_kw("CERTIFICATE"):
             raise not_supported(f"BACKUP {self.sql[self.tok.start:self.tok.end].upper()}")
         name = self.name()
@@ -707,6 +1000,88 @@ class Parser:
             if stmt.private_key.file is None:
                 raise self.error()
         return stmt
+
+    def backup_database(self, kind: str) -> st.BackupDatabase:
+        database = self.name()
+        if self.at_kw("FILE", "FILEGROUP", "READ_WRITE_FILEGROUPS"):
+            raise not_supported(f"BACKUP {kind} … {self.tok.value.upper()} (file and partial backups)")
+        self.expect_kw("TO")
+        stmt = st.BackupDatabase(kind, database, self.devices())
+        if self.accept_kw("MIRROR"):
+            raise not_supported("BACKUP … MIRROR TO")
+        if self.accept_kw("WITH"):
+            stmt.options = self.media_options(_BACKUP_OPTIONS)
+        return stmt
+
+    def restore(self) -> st.Statement:
+        self.expect_kw("RESTORE")
+        kind = self.accept_kw("DATABASE", "LOG", "HEADERONLY", "FILELISTONLY", "VERIFYONLY")
+        if kind is None:
+            raise not_supported(f"RESTORE {self.sql[self.tok.start:self.tok.end].upper()}")
+        database = None
+        if kind in ("DATABASE", "LOG"):
+            database = self.name()
+            if self.at_kw("FILE", "FILEGROUP", "PAGE", "READ_WRITE_FILEGROUPS"):
+                raise not_supported(f"RESTORE {kind} … {self.tok.value.upper()} (piecemeal restores)")
+        disks: list[str] = []
+        if self.accept_kw("FROM"):
+            if self.at_kw("DATABASE_SNAPSHOT"):
+                raise not_supported("RESTORE DATABASE … FROM DATABASE_SNAPSHOT")
+            disks = self.devices()
+        elif kind != "DATABASE":
+            raise self.error()
+        stmt = st.RestoreDatabase(kind, database, disks)
+        if self.accept_kw("WITH"):
+            stmt.options = self.media_options(_RESTORE_OPTIONS, stmt.moves)
+        return stmt
+
+    def devices(self) -> list[str]:
+        """DISK = '…' [, DISK = '…' …]; other device kinds are not the lab's."""
+        out = []
+        while True:
+            if self.at_kw("URL", "TAPE"):
+                raise not_supported(f"Backup devices of type {self.tok.value.upper()} (the lab has DISK)")
+            if not self.at_kw("DISK"):
+                if self.tok.kind in (IDENT, QIDENT, VAR) and not self.peek().is_op("="):
+                    raise not_supported("Logical backup devices (sp_addumpdevice); use DISK = 'path'")
+                raise self.error()
+            self.advance()
+            self.equals()
+            out.append(self.string())
+            if not self.accept_op(","):
+                return out
+
+    def media_options(self, allowed: dict[str, str], moves: Optional[list] = None) -> dict:
+        """WITH options of BACKUP/RESTORE: flag | NAME = value | STATS [= n] | MOVE 'a' TO 'b'."""
+        out: dict = {}
+        while True:
+            t = self.tok
+            if t.kind != IDENT:
+                raise self.error()
+            word = t.value.upper()
+            kind = allowed.get(word)
+            if kind is None:
+                raise self.error()
+            self.advance()
+            if kind == "unsupported":
+                raise not_supported(f"The {word} option of BACKUP/RESTORE")
+            if kind == "move":
+                logical = self.string()
+                self.expect_kw("TO")
+                assert moves is not None
+                moves.append((logical, self.string()))
+            elif kind == "flag":
+                out[word] = True
+            elif kind == "stats":
+                out[word] = self.integer() if self.accept_op("=") else 10
+            elif kind == "int":
+                self.equals()
+                out[word] = self.integer()
+            elif kind == "str":
+                self.equals()
+                out[word] = self.string()
+            if not self.accept_op(","):
+                return out
 
     # transactions, USE, OPEN/CLOSE ----------------------------------------------------
     def begin(self) -> st.Statement:
@@ -951,9 +1326,10 @@ class Parser:
         "SELECT": select_statement, "WITH": select_statement,
         "CREATE": create, "ALTER": alter, "DROP": drop,
         "GRANT": permission, "REVOKE": permission, "DENY": permission,
-        "BACKUP": backup, "BEGIN": begin, "COMMIT": commit, "ROLLBACK": rollback,
+        "BACKUP": backup, "RESTORE": restore, "BEGIN": begin, "COMMIT": commit, "ROLLBACK": rollback,
         "USE": use, "OPEN": open_, "CLOSE": close, "IF": if_, "PRINT": print_,
         "DECLARE": declare, "SET": set_, "EXEC": exec_, "EXECUTE": exec_,
         "RETURN": return_, "RAISERROR": raiserror, "THROW": throw,
         "ELSE": else_or_end, "END": else_or_end, "GO": go,
+        "INSERT": dml, "UPDATE": dml, "DELETE": dml,
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import sqlglot
 from sqlglot import exp
@@ -18,6 +18,8 @@ from .errors import SqlError, not_supported, syntax_error
 from .functions import FUNCTIONS, datepart_name
 from .results import Column
 from .sqltypes import PRECEDENCE, SqlType, parse_type
+from .store import MSDB
+from .tables import RID, TableDef
 
 
 class LabTSQL(TSQL):
@@ -46,6 +48,11 @@ class CompileContext:
     database_id: int
     databases: tuple[tuple[str, int], ...]            # (lower name, id)
     variables: tuple[tuple[str, str], ...]            # (lower name, type)
+    # user tables: `resolve(database_id, schema or None, name)`; `tables_key` changes whenever what
+    # it returns may have changed (DDL), so compiled plans cached under the old key are not reused
+    tables_key: Any = 0
+    resolve: Optional[Callable[[int, Optional[str], str], Optional[TableDef]]] = \
+        field(default=None, compare=False, hash=False)
 
     def database(self, name: str) -> Optional[int]:
         for n, i in self.databases:
@@ -68,6 +75,20 @@ class Compiled:
     params: tuple[tuple[str, str], ...]               # (placeholder, @var or @@SYSVAR)
     live: frozenset[str]
     assign: Optional[tuple[str, ...]] = None          # SELECT @a = …, @b = …
+    databases: frozenset[int] = frozenset()           # other databases or user tables the query reads
+
+
+@dataclass(frozen=True)
+class DmlPlan:
+    """INSERT / UPDATE / DELETE as a query for the rows and what to do with them (dml.py).
+
+    insert: source yields the new rows' values for `columns` (None: DEFAULT VALUES);
+    update: source yields _rid, every column's stored value, then the new values of `columns`;
+    delete: source yields _rid and every column's stored value."""
+    kind: str
+    table: TableDef
+    columns: tuple[str, ...]
+    source: Optional[Compiled]
 
 
 @dataclass
@@ -83,6 +104,7 @@ class _Compiler:
         self.param_names: dict[str, str] = {}
         self.live: set[str] = set()
         self.ctes: list[dict[str, list[tuple[str, str]]]] = []
+        self.databases: set[int] = set()
 
     # -- queries ----------------------------------------------------------------------------
     def query(self, node: exp.Expression, outer: list[_Scope]) -> list[tuple[str, str]]:
@@ -252,13 +274,19 @@ class _Compiler:
                     self._alias(node, node.alias or name)
                     return defs[name.lower()]
         view = catalog.lookup(name) if schema.lower() == "sys" else None
-        if view is None:
-            raise SqlError(208, written)
         dbid = self.ctx.database_id
         if db:
             dbid = self.ctx.database(db)
             if dbid is None:
                 raise SqlError(208, written)
+            self.databases.add(dbid)
+        if view is None and dbid == MSDB and schema.lower() in ("", "dbo"):
+            view = catalog.lookup_msdb(name)      # msdb.dbo.backupset, msdb..restorehistory …
+        if view is None:
+            user = self.user_table(node)
+            if user is None:
+                raise SqlError(208, written)
+            return [(c.name, c.type) for c in user.columns]
         alias = (node.alias or name).lower()
         if view.scope == "live":
             self.live.add(view.name)
@@ -276,6 +304,25 @@ class _Compiler:
             node.set("hints", None)
             self._alias(node, alias)
         return list(view.columns)
+
+    def user_table(self, node: exp.Table) -> Optional[TableDef]:
+        """Point a table reference at a user table's SQLite table; None when there is none."""
+        if self.ctx.resolve is None:
+            return None
+        dbid = self.ctx.database(node.catalog) if node.catalog else self.ctx.database_id
+        if dbid is None:
+            return None
+        t = self.ctx.resolve(dbid, node.db or None, node.name)
+        if t is None:
+            return None
+        self.databases.add(dbid)
+        alias = (node.alias or node.name).lower()
+        node.set("this", exp.Identifier(this=t.physical, quoted=True))
+        node.set("db", None)
+        node.set("catalog", None)
+        node.set("hints", None)
+        self._alias(node, alias)
+        return t
 
     @staticmethod
     def _alias(node: exp.Table, alias: str) -> None:
@@ -612,10 +659,111 @@ def compile_query(text: str, ctx: CompileContext) -> Compiled:
     cols = comp.query(tree, [])
     if assign is not None:
         cols = [(n, ctx.variable_type(n)) for n in assign]
+    return _compiled(tree, comp, cols, assign)
+
+
+def _compiled(tree: exp.Expression, comp: _Compiler, cols, assign=None) -> Compiled:
     sql = tree.sql(dialect="sqlite")
     types = tuple(parse_type(t) for _, t in cols)
     columns = tuple(Column(n, str(t)) for (n, _), t in zip(cols, types))
-    return Compiled(sql, columns, types, tuple(comp.params), frozenset(comp.live), assign)
+    return Compiled(sql, columns, types, tuple(comp.params), frozenset(comp.live), assign,
+                    frozenset(comp.databases))
+
+
+def _target(node: exp.Expression, ctx: CompileContext) -> tuple[TableDef, exp.Table]:
+    if not isinstance(node, exp.Table):
+        raise not_supported("This DML target")
+    written = ".".join(p for p in (node.catalog, node.db, node.name) if p)
+    dbid = ctx.database(node.catalog) if node.catalog else ctx.database_id
+    t = ctx.resolve(dbid, node.db or None, node.name) if (dbid is not None and ctx.resolve) else None
+    if t is None:
+        if (node.db or "").lower() == "sys":
+            raise SqlError(259)
+        raise SqlError(208, written)
+    return t, node
+
+
+@lru_cache(maxsize=4096)
+def compile_dml(text: str, ctx: CompileContext) -> DmlPlan:
+    try:
+        tree = sqlglot.parse_one(text, read=LabTSQL)
+    except (ParseError, TokenError) as exc:
+        raise _syntax_from(exc, text) from None
+    comp = _Compiler(ctx)
+    if isinstance(tree, exp.Insert):
+        target = tree.this
+        names = None
+        if isinstance(target, exp.Schema):
+            names = [i.name for i in target.expressions]
+            target = target.this
+        t, _ = _target(target, ctx)
+        if names is None:
+            names = [c.name for c in t.columns if not c.identity]
+        columns = []
+        for n in names:
+            c = t.column(n)
+            if c is None:
+                raise SqlError(207, n)
+            if c.identity:
+                raise SqlError(544, t.name)
+            if c.name in columns:
+                raise SqlError(264, c.name)
+            columns.append(c.name)
+        if tree.args.get("default"):
+            return DmlPlan("insert", t, tuple(columns), None)
+        source = tree.expression
+        if isinstance(source, exp.Values):
+            rows = [r.expressions if isinstance(r, exp.Tuple) else [r] for r in source.expressions]
+            for r in rows:
+                if len(r) > len(columns):
+                    raise SqlError(110)
+                if len(r) < len(columns):
+                    raise SqlError(109)
+            query: exp.Expression = exp.Select(expressions=list(rows[0]))
+            for r in rows[1:]:
+                query = exp.Union(this=query, expression=exp.Select(expressions=list(r)), distinct=False)
+        elif isinstance(source, (exp.Select, exp.SetOperation, exp.Subquery)):
+            query = source
+        else:
+            raise not_supported("This INSERT source")
+        cols = comp.query(query, [])
+        if len(cols) < len(columns):
+            raise SqlError(120)
+        if len(cols) > len(columns):
+            raise SqlError(121)
+        return DmlPlan("insert", t, tuple(columns), _compiled(query, comp, cols))
+    if isinstance(tree, (exp.Update, exp.Delete)):
+        node = tree.this if tree.this else (tree.args.get("tables") or [None])[0]
+        if tree.args.get("from_") is not None or tree.args.get("joins") or tree.args.get("returning") \
+                or (isinstance(tree, exp.Delete) and tree.args.get("using")):
+            raise not_supported(f"{tree.key.upper()} … FROM / OUTPUT")
+        t, table = _target(node, ctx)
+        alias = (table.alias or table.name)
+        sets: list[tuple[str, exp.Expression]] = []
+        if isinstance(tree, exp.Update):
+            for e in tree.expressions:
+                if not isinstance(e, exp.EQ) or not isinstance(e.this, exp.Column):
+                    raise not_supported("This SET clause")
+                c = t.column(e.this.name)
+                if c is None:
+                    raise SqlError(207, e.this.name)
+                if c.identity:
+                    raise SqlError(8102, c.name)
+                sets.append((c.name, e.expression))
+        items = [exp.Column(this=exp.Identifier(this=c.name, quoted=True),
+                            table=exp.Identifier(this=alias, quoted=True)) for c in t.columns]
+        query = exp.Select(expressions=items + [v for _, v in sets])
+        query.set("from_", exp.From(this=table.copy()))
+        if tree.args.get("where") is not None:
+            query.set("where", tree.args["where"])
+        cols = comp.query(query, [])
+        query.set("expressions", [exp.Column(this=exp.Identifier(this=RID, quoted=True),
+                                             table=exp.Identifier(this=alias.lower(), quoted=True))]
+                  + query.expressions)
+        cols = [(RID, "bigint")] + cols
+        kind = "update" if isinstance(tree, exp.Update) else "delete"
+        return DmlPlan(kind, t, tuple(n for n, _ in sets), _compiled(query, comp, cols))
+    raise not_supported(f"The {tree.key.upper()} statement")
 
 
 def compile_expression(text: str, ctx: CompileContext) -> Compiled:

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Protocol
 
-from . import catalog, ddl, functions, procedures, statements as st, store
+from . import catalog, ddl, functions, procedures, statements as st, store, tables, txlog
 from .api import Param
 from .context import Handler, InstanceServices, Variable
 from .errors import SqlError, info
@@ -23,12 +23,15 @@ from .parser import parse_batch
 from .permissions import login_has_permission
 from .results import (DatabaseChanged, Event, Message, ResultSet, ReturnValue, StatementDone,
                       TransactionChanged)
-from .select import CompileContext, Compiled, compile_condition, compile_expression, compile_query
+from .select import CompileContext, Compiled, DmlPlan, compile_condition, compile_dml, compile_expression, compile_query
 from .sqltypes import SqlType, from_sqlite, parse_type, to_sqlite
 
-# statements that must run outside a user transaction (docs: CREATE/ALTER/DROP ENDPOINT)
-_NO_USER_TRANSACTION = {st.CreateEndpoint: "CREATE ENDPOINT", st.AlterEndpoint: "ALTER ENDPOINT",
-                        st.DropEndpoint: "DROP ENDPOINT"}
+# statements that must run outside a user transaction: (message number, statement name)
+_NO_USER_TRANSACTION = {st.CreateEndpoint: (574, "CREATE ENDPOINT"), st.AlterEndpoint: (574, "ALTER ENDPOINT"),
+                        st.DropEndpoint: (574, "DROP ENDPOINT"), st.CreateDatabase: (226, "CREATE DATABASE"),
+                        st.AlterDatabaseSet: (226, "ALTER DATABASE"), st.DropDatabase: (574, "DROP DATABASE"),
+                        st.AlterDatabaseMirroring: (226, "ALTER DATABASE"),
+                        st.BackupDatabase: (3021, "BACKUP"), st.RestoreDatabase: (3021, "RESTORE")}
 
 SET_OPTIONS = frozenset("""
     NOCOUNT ANSI_NULLS ANSI_PADDING ANSI_WARNINGS ANSI_NULL_DFLT_ON ANSI_NULL_DFLT_OFF ARITHABORT
@@ -62,6 +65,8 @@ class SessionHost(InstanceServices, Protocol):
 
     def session_closed(self, session: Session) -> None: ...
 
+    schema_epoch: int
+
 
 @lru_cache(maxsize=2048)
 def _parse_cached(sql: str) -> tuple[st.Statement, ...]:
@@ -94,6 +99,9 @@ class Session:
         self.variables: dict[str, Variable] = {}
         self.closed = False
         self.endpoint_dirty = False     # endpoint DDL ran; the transport reconciles after commit
+        self.log_open: dict[int, tuple[Optional[int], int]] = {}   # database -> (txn, end of log before it)
+        self.ddl_pending = False        # table/database DDL in the open transaction
+        self._tables: tuple[int, dict[int, dict]] = (-1, {})
 
     # -- EngineSession API ---------------------------------------------------------------------
     @property
@@ -225,14 +233,101 @@ class Session:
         if handler is None:
             raise SqlError(59001, type(stmt).__name__, abort_batch=True)
         if type(stmt) in _NO_USER_TRANSACTION and self.tran_depth:
-            raise SqlError(574, _NO_USER_TRANSACTION[type(stmt)])
+            number, name = _NO_USER_TRANSACTION[type(stmt)]
+            raise SqlError(number, name)
         handler(self, stmt, events)
 
     # -- compile and evaluate --------------------------------------------------------------------
     def compile_context(self) -> CompileContext:
+        # a plan compiled against this session's uncommitted DDL must not serve other sessions
+        key = (self.instance.schema_epoch, self.spid if self.ddl_pending else 0)
         return CompileContext(
             self.database_id, self.instance.database_names(),
-            tuple((k, v.sqltype) for k, v in self.variables.items()))
+            tuple((k, v.sqltype) for k, v in self.variables.items()), key, self.resolve_table)
+
+    def compile_dml(self, text: str) -> DmlPlan:
+        return self.compile(compile_dml, text)
+
+    def resolve_table(self, database_id: int, schema: Optional[str], name: str) -> Optional[tables.TableDef]:
+        epoch = self.instance.schema_epoch
+        if self._tables[0] != epoch or self.ddl_pending:
+            self._tables = (epoch, {})
+        cache = self._tables[1]
+        if database_id not in cache:
+            cache[database_id] = tables.load(self.conn, database_id)
+        return cache[database_id].get(((schema or "dbo").lower(), name.lower()))
+
+    def schema_changed(self) -> None:
+        """Tables or databases changed in this session's transaction: plans and caches are stale."""
+        self.ddl_pending = True
+        self.instance.schema_changed()
+
+    def use_database(self, database_id: int, purpose: str) -> None:
+        """Raise the error SQL Server gives when this session may not use the database now."""
+        row = self.query("SELECT name, state, is_read_only FROM t_databases WHERE database_id=?", (database_id,))
+        if not row:
+            raise SqlError(911, str(database_id))
+        name, state, read_only = row[0]
+        if self.instance.mirroring is not None:
+            self.instance.mirroring.guard(database_id, purpose)
+        if state == 1:
+            raise SqlError(927, name)
+        if state == 6:
+            raise SqlError(942, name)
+        if state in (2, 3, 4):
+            raise SqlError(922, name)
+        if purpose == "write" and read_only:
+            raise SqlError(3906, name)
+
+    def log_change(self, database_id: int, op: str, object_id: Optional[int], rid: Optional[int],
+                   before: Optional[dict], after: Optional[dict]) -> None:
+        """Log one change of a user table in the open transaction (tempdb keeps no log)."""
+        if database_id == store.TEMPDB:
+            return
+        entry = self.log_open.get(database_id)
+        if entry is None:
+            entry = (None, txlog.end_of_log(self.conn, database_id))
+        lsn = txlog.append(self.conn, database_id, entry[0], op, object_id, rid, before, after)
+        if entry[0] is None:
+            entry = (lsn, entry[1])
+        self.log_open[database_id] = entry
+
+    def _close_log(self) -> list[tuple[int, int]]:
+        """Inside the transaction, just before COMMIT: a commit record per database it changed."""
+        done = []
+        for dbid, (txn, before) in self.log_open.items():
+            if txlog.end_of_log(self.conn, dbid) <= before:
+                continue
+            lsn = txlog.append(self.conn, dbid, txn, "commit")
+            row = self.conn.execute("SELECT recovery_model, database_backup_lsn FROM t_databases "
+                                    "WHERE database_id=?", (dbid,)).fetchone()
+            # SIMPLE, and FULL before its first full backup, keep no log beyond the active part
+            if row[0] == 3 or row[1] is None:
+                if self.instance.mirroring is None or not self.instance.mirroring.keeps_log(dbid):
+                    txlog.truncate_before(self.conn, dbid, lsn + 1)
+            done.append((dbid, lsn))
+        self.log_open.clear()
+        return done
+
+    def _sqlite_commit(self) -> None:
+        committed = self._close_log() if self.log_open else []
+        self.conn.execute("COMMIT")
+        if self.ddl_pending:
+            self.ddl_pending = False
+            self.instance.schema_changed()
+        self.instance.after_commit(self)
+        mirroring = self.instance.mirroring
+        if mirroring is not None:
+            for dbid, lsn in committed:
+                mirroring.committed(dbid, lsn)
+
+    def _sqlite_rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self.log_open.clear()
+        if self.ddl_pending:
+            self.ddl_pending = False
+            self.instance.schema_changed()
 
     def compile(self, fn: Callable[[str, CompileContext], Compiled], text: str) -> Compiled:
         try:
@@ -243,6 +338,11 @@ class Session:
             raise
 
     def run_compiled(self, c: Compiled) -> list[tuple]:
+        rows = self.run_compiled_raw(c)
+        return [tuple(from_sqlite(v, t) for v, t in zip(row, c.types)) for row in rows]
+
+    def run_compiled_raw(self, c: Compiled) -> list[tuple]:
+        """Rows as SQLite holds them (storage form), for statements that write them back."""
         if c.live:
             self.instance.fill_live_tables(self, c.live)
         params = {}
@@ -250,10 +350,9 @@ class Session:
             params[placeholder] = to_sqlite(self.variable_value(name))
         self.pending_error = None
         try:
-            rows = self.conn.execute(c.sql, params).fetchall()
+            return self.conn.execute(c.sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self.translate_sqlite_error(exc) from None
-        return [tuple(from_sqlite(v, t) for v, t in zip(row, c.types)) for row in rows]
 
     def translate_sqlite_error(self, exc: sqlite3.Error) -> SqlError:
         if self.pending_error is not None:
@@ -331,15 +430,15 @@ class Session:
         self.tran_depth = 0 if all_levels else self.tran_depth - 1
         if self.tran_depth == 0:
             if self.conn.in_transaction:
-                self.conn.execute("COMMIT")
+                self._sqlite_commit()
+            else:
+                self.instance.after_commit(self)
             events.append(TransactionChanged("commit", self.descriptor))
             self.descriptor = 0
-            self.instance.after_commit(self)
 
     def _rollback(self, events: list[Event]) -> None:
         self.tran_depth = 0
-        if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+        self._sqlite_rollback()
         events.append(TransactionChanged("rollback", self.descriptor))
         self.descriptor = 0
 
@@ -365,10 +464,9 @@ class Session:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._sqlite_rollback()
             raise
-        self.conn.execute("COMMIT")
-        self.instance.after_commit(self)
+        self._sqlite_commit()
 
     # -- lookups used by handlers and functions ---------------------------------------------------------
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -409,6 +507,8 @@ class Session:
 # -- handlers for the statements this module owns ---------------------------------------------------------
 def _select(session: Session, stmt: st.Select, events: list[Event]) -> None:
     c = session.compile(compile_query, stmt.text)
+    for dbid in c.databases:
+        session.use_database(dbid, "read")
     if session.options["IMPLICIT_TRANSACTIONS"] == "ON" and session.tran_depth == 0:
         session._begin(events)
     rows = session.run_compiled(c)
@@ -466,6 +566,7 @@ def _use(session: Session, stmt: st.Use, events: list[Event]) -> None:
     rows = session.query("SELECT database_id, name FROM t_databases WHERE name=?", (stmt.database,))
     if not rows:
         raise SqlError(911, stmt.database)
+    session.use_database(rows[0][0], "use")
     old = session.database
     session.database_id = rows[0][0]
     events.append(DatabaseChanged(rows[0][1], old))

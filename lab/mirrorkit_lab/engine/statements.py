@@ -290,3 +290,105 @@ class AlterDatabaseMirroring(Statement):
     database: str
     option: str
     value: object = None
+
+
+@dataclass
+class FileSpec:
+    """One file of CREATE DATABASE … ON (…) / LOG ON (…); sizes are accepted and kept as written."""
+    name: Optional[str] = None
+    filename: Optional[str] = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class CreateDatabase(Statement):
+    name: str
+    files: list[FileSpec] = field(default_factory=list)
+    log_files: list[FileSpec] = field(default_factory=list)
+
+
+@dataclass
+class DropDatabase(Statement):
+    names: list[str]
+    if_exists: bool = False
+
+
+@dataclass
+class AlterDatabaseSet(Statement):
+    """ALTER DATABASE <database> SET <option> [<value>]: RECOVERY FULL|SIMPLE|BULK_LOGGED,
+    SINGLE_USER|RESTRICTED_USER|MULTI_USER, READ_ONLY|READ_WRITE, ONLINE|OFFLINE (value None)."""
+    database: str
+    option: str
+    value: Optional[str] = None
+    rollback: Optional[str] = None          # WITH ROLLBACK IMMEDIATE | AFTER n | NO_WAIT
+
+
+@dataclass
+class ColumnSpec:
+    name: str
+    sqltype: str
+    nullable: Optional[bool] = None
+    identity: Optional[tuple[int, int]] = None
+    default: Optional[Expr] = None
+
+
+@dataclass
+class TableConstraint:
+    name: Optional[str]
+    type: str                               # PK | UQ
+    columns: list[str]
+
+
+@dataclass
+class ObjectName:
+    name: str
+    schema: Optional[str] = None
+    database: Optional[str] = None
+
+    def __str__(self) -> str:
+        return ".".join(p for p in (self.database, self.schema, self.name) if p)
+
+
+@dataclass
+class CreateTable(Statement):
+    table: ObjectName
+    columns: list[ColumnSpec]
+    constraints: list[TableConstraint] = field(default_factory=list)
+
+
+@dataclass
+class DropTable(Statement):
+    tables: list[ObjectName]
+    if_exists: bool = False
+
+
+@dataclass
+class Dml(Statement):
+    """INSERT, UPDATE or DELETE, kept as source text and compiled by select.py (like SELECT)."""
+    kind: str                               # INSERT | UPDATE | DELETE
+    text: str
+
+
+@dataclass
+class BackupDatabase(Statement):
+    """BACKUP DATABASE | LOG <database> TO DISK = '…' [, DISK = '…'] [WITH …].
+
+    kind: DATABASE | LOG. options: upper-case option name → value (True for a bare flag,
+    str/int for NAME = '…', STATS = n …); FORMAT/INIT are keys when given, NOFORMAT/NOINIT too."""
+    kind: str
+    database: str
+    disks: list[str]
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class RestoreDatabase(Statement):
+    """RESTORE DATABASE | LOG <database> [FROM DISK = '…' [, …]] [WITH …];
+    RESTORE HEADERONLY | FILELISTONLY FROM DISK = '…' [WITH FILE = n] (database None).
+
+    moves: (logical name, physical name) from WITH MOVE, in order."""
+    kind: str                               # DATABASE | LOG | HEADERONLY | FILELISTONLY
+    database: Optional[str]
+    disks: list[str]
+    options: dict = field(default_factory=dict)
+    moves: list[tuple[str, str]] = field(default_factory=list)

@@ -11,7 +11,7 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 MASTER, TEMPDB, MODEL, MSDB = 1, 2, 3, 4
 SYSTEM_DATABASES = [(MASTER, "master"), (TEMPDB, "tempdb"), (MODEL, "model"), (MSDB, "msdb")]
@@ -24,6 +24,15 @@ FIRST_USER_ENDPOINT_ID = 65536
 FIRST_CERTIFICATE_ID = 256
 DMK_ID = 101
 DMK_NAME = "##MS_DatabaseMasterKey##"
+
+# where SQL Server keeps database files unless told otherwise (a default instance's DATA folder)
+DATA_DIR = "C:\\Program Files\\Microsoft SQL Server\\MSSQL15.MSSQLSERVER\\MSSQL\\DATA\\"
+SYSTEM_FILES = {
+    "master": (("master", "master.mdf"), ("mastlog", "mastlog.ldf")),
+    "tempdb": (("tempdev", "tempdb.mdf"), ("templog", "templog.ldf")),
+    "model": (("modeldev", "model.mdf"), ("modellog", "modellog.ldf")),
+    "msdb": (("MSDBData", "MSDBData.mdf"), ("MSDBLog", "MSDBLog.ldf")),
+}
 
 # principal_id, name, type, sid
 FIXED_DATABASE_PRINCIPALS = [
@@ -90,6 +99,57 @@ CREATE TABLE t_key_encryptions (
 """
 
 
+# v2: user databases (state, files, log position), user tables and the transaction log
+_DDL_V2 = """
+ALTER TABLE t_databases ADD COLUMN state INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE t_databases ADD COLUMN user_access INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE t_databases ADD COLUMN is_read_only INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE t_databases ADD COLUMN family_guid TEXT;
+ALTER TABLE t_databases ADD COLUMN recovery_fork_guid TEXT;
+ALTER TABLE t_databases ADD COLUMN end_lsn INTEGER;
+ALTER TABLE t_databases ADD COLUMN last_log_backup_lsn INTEGER;
+ALTER TABLE t_databases ADD COLUMN database_backup_lsn INTEGER;
+ALTER TABLE t_databases ADD COLUMN next_object_id INTEGER;
+CREATE TABLE t_database_files (database_id INTEGER, file_id INTEGER, type INTEGER, name TEXT COLLATE NOCASE,
+    physical_name TEXT, size_pages INTEGER, PRIMARY KEY (database_id, file_id));
+CREATE TABLE t_tables (database_id INTEGER, object_id INTEGER, schema_name TEXT COLLATE NOCASE,
+    name TEXT COLLATE NOCASE, create_date TEXT, modify_date TEXT, identity_value INTEGER,
+    PRIMARY KEY (database_id, object_id), UNIQUE (database_id, schema_name, name));
+CREATE TABLE t_columns (database_id INTEGER, object_id INTEGER, column_id INTEGER, name TEXT COLLATE NOCASE,
+    type TEXT, is_nullable INTEGER, is_identity INTEGER, seed INTEGER, increment INTEGER, default_text TEXT,
+    PRIMARY KEY (database_id, object_id, column_id));
+CREATE TABLE t_constraints (database_id INTEGER, object_id INTEGER, name TEXT COLLATE NOCASE, type TEXT,
+    columns TEXT, PRIMARY KEY (database_id, name));
+CREATE TABLE t_database_mirroring (database_id INTEGER PRIMARY KEY, mirroring_guid TEXT, role INTEGER,
+    role_sequence INTEGER, safety INTEGER, safety_sequence INTEGER, partner_name TEXT, partner_instance TEXT,
+    witness_name TEXT, timeout INTEGER, redo_queue INTEGER, failover_lsn INTEGER, suspended INTEGER,
+    suspended_sequence INTEGER);
+CREATE TABLE t_mirroring_witness (mirroring_guid TEXT PRIMARY KEY, database_name TEXT, principal_server_name TEXT,
+    mirror_server_name TEXT, safety_level INTEGER, safety_sequence INTEGER, role_sequence INTEGER, family_guid TEXT,
+    is_suspended INTEGER, is_suspended_sequence INTEGER, partner_sync_state INTEGER);
+CREATE TABLE t_log (database_id INTEGER, lsn INTEGER, txn INTEGER, op TEXT, object_id INTEGER, rid INTEGER,
+    before TEXT, after TEXT, PRIMARY KEY (database_id, lsn)) WITHOUT ROWID;
+"""
+
+# v3: backup and restore history (msdb.dbo.backupset, backupmediaset, backupmediafamily, restorehistory)
+_DDL_V3 = """
+CREATE TABLE t_backupmediaset (media_set_id INTEGER PRIMARY KEY, media_uuid TEXT UNIQUE, media_family_count INTEGER,
+    name TEXT, description TEXT, is_compressed INTEGER);
+CREATE TABLE t_backupmediafamily (media_set_id INTEGER, family_sequence_number INTEGER, media_family_id TEXT,
+    physical_device_name TEXT, PRIMARY KEY (media_set_id, family_sequence_number));
+CREATE TABLE t_backupset (backup_set_id INTEGER PRIMARY KEY, backup_set_uuid TEXT, media_set_id INTEGER,
+    position INTEGER, name TEXT, description TEXT, user_name TEXT, server_name TEXT, machine_name TEXT,
+    database_name TEXT, database_creation_date TEXT, type TEXT, backup_start_date TEXT, backup_finish_date TEXT,
+    first_lsn INTEGER, last_lsn INTEGER, checkpoint_lsn INTEGER, database_backup_lsn INTEGER,
+    is_copy_only INTEGER, recovery_model TEXT, family_guid TEXT, recovery_fork_guid TEXT, backup_size INTEGER,
+    compressed_backup_size INTEGER, has_backup_checksums INTEGER, compatibility_level INTEGER,
+    begins_log_chain INTEGER, is_force_offline INTEGER, is_readonly INTEGER);
+CREATE TABLE t_restorehistory (restore_history_id INTEGER PRIMARY KEY, restore_date TEXT,
+    destination_database_name TEXT, user_name TEXT, backup_set_id INTEGER, restore_type TEXT,
+    replace INTEGER, recovery INTEGER, device_count INTEGER);
+"""
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -115,15 +175,19 @@ def initialise(path: Path, sa_sid: bytes = b"\x01") -> bool:
     try:
         conn.execute("BEGIN IMMEDIATE")
         have = conn.execute("SELECT 1 FROM sqlite_master WHERE name='t_meta'").fetchone()
-        if have:
-            conn.execute("COMMIT")
-            return False
-        for ddl in _DDL.split(";"):
-            if ddl.strip():
-                conn.execute(ddl)
-        _seed(conn, sa_sid)
+        created = not have
+        if created:
+            _run(conn, _DDL)
+            _seed(conn, sa_sid)
+        version = int(conn.execute("SELECT value FROM t_meta WHERE name='schema_version'").fetchone()[0])
+        if version < 2:
+            _run(conn, _DDL_V2)
+            _seed_v2(conn)
+        if version < 3:
+            _run(conn, _DDL_V3)
+        conn.execute("UPDATE t_meta SET value=? WHERE name='schema_version'", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
-        return True
+        return created
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -132,9 +196,37 @@ def initialise(path: Path, sa_sid: bytes = b"\x01") -> bool:
         conn.close()
 
 
+def _run(conn: sqlite3.Connection, script: str) -> None:
+    for ddl in script.split(";"):
+        if ddl.strip():
+            conn.execute(ddl)
+
+
+def initial_lsn(database_id: int) -> int:
+    """Where a new database's log starts: SQL Server-shaped (<vlf><block:10><slot:5>), fixed per id."""
+    return ((20 + database_id % 37) * 10**10 + 16 * (database_id + 1)) * 10**5 + 1
+
+
+def new_guid() -> str:
+    import uuid
+    return str(uuid.uuid4()).upper()
+
+
+def _seed_v2(conn: sqlite3.Connection) -> None:
+    """Log position, identity and files of the databases an older file already holds."""
+    for (dbid, name) in conn.execute("SELECT database_id, name FROM t_databases").fetchall():
+        conn.execute("UPDATE t_databases SET family_guid=?, recovery_fork_guid=?, end_lsn=?, "
+                     "next_object_id=? WHERE database_id=?",
+                     (new_guid(), new_guid(), initial_lsn(dbid), 901578250, dbid))
+        files = SYSTEM_FILES.get(name.lower(), ((name, name + ".mdf"), (name + "_log", name + "_log.ldf")))
+        for file_id, (logical, physical) in enumerate(files, start=1):
+            conn.execute("INSERT INTO t_database_files VALUES (?, ?, ?, ?, ?, ?)",
+                         (dbid, file_id, file_id - 1, logical, DATA_DIR + physical, 1024 if file_id == 1 else 512))
+
+
 def _seed(conn: sqlite3.Connection, sa_sid: bytes) -> None:
     now = fmt_datetime(utcnow())
-    conn.execute("INSERT INTO t_meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+    conn.execute("INSERT INTO t_meta VALUES ('schema_version', 1)")   # upgraded below
     conn.execute("INSERT INTO t_meta VALUES ('service_master_key', ?)", (os.urandom(32),))
     conn.execute(
         "INSERT INTO t_server_principals (principal_id, name, sid, type, create_date, modify_date,"
@@ -161,15 +253,21 @@ def _seed(conn: sqlite3.Connection, sa_sid: bytes) -> None:
             conn.execute("INSERT INTO t_server_permissions VALUES (105, ?, 0, ?, ?, 'CO', 'CONNECT', 'G')",
                          (eid, PUBLIC_ROLE_ID, SA_ID))
     for dbid, name in SYSTEM_DATABASES:
-        conn.execute("INSERT INTO t_databases VALUES (?, ?, ?, ?, 150, ?, ?)",
+        conn.execute("INSERT INTO t_databases (database_id, name, owner_sid, create_date, compatibility_level, "
+                     "recovery_model, is_trustworthy_on) VALUES (?, ?, ?, ?, 150, ?, ?)",
                      (dbid, name, sa_sid, now, 3 if dbid == TEMPDB else 1, 1 if dbid == MSDB else 0))
-        for pid, pname, ptype, sid in FIXED_DATABASE_PRINCIPALS:
-            fixed = 1 if pid >= 16384 else 0
-            auth = 1 if pid == 1 else 0
-            schema = "dbo" if pid in (1, 2) else None
-            conn.execute(
-                "INSERT INTO t_database_principals (database_id, principal_id, name, type,"
-                " default_schema_name, create_date, modify_date, owning_principal_id, sid,"
-                " is_fixed_role, authentication_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (dbid, pid, pname, ptype, schema, now, now, 1 if ptype == "R" and pid else None,
-                 sid, fixed, auth))
+        seed_database_principals(conn, dbid, now, b"\x01")
+
+
+def seed_database_principals(conn: sqlite3.Connection, dbid: int, now: str, owner_sid: bytes) -> None:
+    """The fixed users and roles every database has; dbo maps to the owner's login."""
+    for pid, pname, ptype, sid in FIXED_DATABASE_PRINCIPALS:
+        fixed = 1 if pid >= 16384 else 0
+        auth = 1 if pid == 1 else 0
+        schema = "dbo" if pid in (1, 2) else None
+        conn.execute(
+            "INSERT INTO t_database_principals (database_id, principal_id, name, type,"
+            " default_schema_name, create_date, modify_date, owning_principal_id, sid,"
+            " is_fixed_role, authentication_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (dbid, pid, pname, ptype, schema, now, now, 1 if ptype == "R" and pid else None,
+             owner_sid if pid == 1 else sid, fixed, auth))
