@@ -80,3 +80,8 @@ def synchronized(lab, principal="P", mirror="M", db=DB, timeout=30.0, witness: O
 
 def count_rows(handle, db: str = DB) -> int:
     return handle.sql(f"SELECT COUNT(*) FROM {db}.dbo.events")[0][0]
+
+
+def q(handle, statement: str, *params) -> list[tuple]:
+    """The rows of one statement as plain tuples."""
+    return [tuple(r) for r in handle.sql(statement, *params)]

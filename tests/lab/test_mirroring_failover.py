@@ -142,7 +142,7 @@ def test_kill_the_principal_under_load_fails_over_without_losing_a_committed_row
     committed = set(load.committed_values())
     on_new_principal = {r[0] for r in sql(m, f"SELECT v FROM {DB}.dbo.ticks")}
     assert committed <= on_new_principal, sorted(committed - on_new_principal)[:10]
-    assert on_new_principal - committed <= set(load.in_doubt())
+    assert on_new_principal - committed <= set(load.in_doubt)
     ok(cli(state, "up", str(params)))                   # the old principal returns
     wait_for(p, ("MIRROR", "SYNCHRONIZED", "CONNECTED"), 60)
     wait_for(m, ("PRINCIPAL", "SYNCHRONIZED", "CONNECTED"), 30)

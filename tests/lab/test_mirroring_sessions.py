@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.lab import mirroring_setup as ms
-from tests.lab.mirroring_session import (DB, ROLE, SAFETY, STATE, WITNESS, count_rows, prepare_mirror,
-                                         start_session, synchronized, three_instances, wait_state)
+from tests.lab.mirroring_session import (DB, ROLE, SAFETY, STATE, count_rows, prepare_mirror, q, start_session,
+                                         synchronized, three_instances, wait_state)
 from tests.lab.test_statements_dba import fails
 
 
@@ -22,17 +22,17 @@ def session(lab):
 
 def test_documented_setup_reaches_synchronized_with_witness_connected(session):
     p, m, w = session["P"], session["M"], session["W"]
-    assert m.sql("SELECT state_desc FROM sys.databases WHERE name = ?", DB) == [("RESTORING",)]
+    assert q(m, "SELECT state_desc FROM sys.databases WHERE name = ?", DB) == [("RESTORING",)]
     p.sql(f"ALTER DATABASE {DB} SET WITNESS = '{ms.url(w)}'")
     synchronized(session, witness="CONNECTED")
-    rows = w.sql("SELECT database_name, safety_level_desc, partner_sync_state_desc FROM "
+    rows = q(w, "SELECT database_name, safety_level_desc, partner_sync_state_desc FROM "
                  "sys.database_mirroring_witnesses")
     assert rows == [(DB, "FULL", "SYNCHRONIZED")]
-    full = p.sql("SELECT mirroring_partner_name, mirroring_partner_instance, mirroring_witness_name, "
+    full = q(p, "SELECT mirroring_partner_name, mirroring_partner_instance, mirroring_witness_name, "
                  "mirroring_connection_timeout, mirroring_role_sequence, mirroring_guid FROM sys.database_mirroring "
                  "WHERE database_id = DB_ID(?)", DB)[0]
     assert full[:5] == (ms.url(m), "M", ms.url(w), 10, 1)
-    assert m.sql("SELECT mirroring_guid FROM sys.database_mirroring WHERE database_id = DB_ID(?)", DB)[0][0] == full[5]
+    assert q(m, "SELECT mirroring_guid FROM sys.database_mirroring WHERE database_id = DB_ID(?)", DB)[0][0] == full[5]
     # both directions of the partner pair are certificate-authenticated connections
     conns = ms.settled_rows(p, "SELECT is_accept, principal_name FROM sys.dm_db_mirroring_connections", 4)
     assert {r[0] for r in conns} == {True, False}
@@ -54,7 +54,7 @@ def test_committed_rows_reach_the_mirror_and_survive_failover_and_back(session):
     m.sql(f"ALTER DATABASE {DB} SET PARTNER FAILOVER")
     synchronized(session)
     assert count_rows(p) == 54
-    assert p.sql("SELECT mirroring_role_sequence FROM sys.database_mirroring WHERE database_id = DB_ID(?)",
+    assert q(p, "SELECT mirroring_role_sequence FROM sys.database_mirroring WHERE database_id = DB_ID(?)",
                  DB) == [(3,)]
 
 
@@ -70,14 +70,14 @@ def test_safety_off_and_forced_service(session):
     wait_state(m, {STATE: "DISCONNECTED"}, timeout=20)
     m.sql(f"ALTER DATABASE {DB} SET PARTNER FORCE_SERVICE_ALLOW_DATA_LOSS")
     wait_state(m, {ROLE: "PRINCIPAL", STATE: "SUSPENDED"})
-    assert m.sql(f"SELECT state_desc FROM sys.databases WHERE name = '{DB}'") == [("ONLINE",)]
+    assert q(m, f"SELECT state_desc FROM sys.databases WHERE name = '{DB}'") == [("ONLINE",)]
     with m.connect(database=DB) as cn:
         cn.cursor().execute("INSERT INTO dbo.events (id) VALUES (11)")
     p = session.restart("P")                                        # the old principal returns as mirror
     wait_state(p, {ROLE: "MIRROR", STATE: "SUSPENDED"})
     m.sql(f"ALTER DATABASE {DB} SET PARTNER RESUME")
     synchronized(session, principal="M", mirror="P")
-    assert sorted(r[0] for r in m.sql(f"SELECT id FROM {DB}.dbo.events")) == [1, 2, 3, 10, 11]
+    assert sorted(r[0] for r in q(m, f"SELECT id FROM {DB}.dbo.events")) == [1, 2, 3, 10, 11]
 
 
 def test_suspend_and_resume(session):
@@ -110,7 +110,7 @@ def test_documented_errors(session):
     assert fails(pc, "ALTER DATABASE lonely SET PARTNER = 'TCP://127.0.0.1:1'")[0] == 1418
     p.sql(f"ALTER DATABASE {DB} SET PARTNER TIMEOUT 2")               # below the minimum: 5
     wait_state(m, {STATE: "SYNCHRONIZED"})
-    assert p.sql("SELECT mirroring_connection_timeout FROM sys.database_mirroring WHERE database_id = DB_ID(?)",
+    assert q(p, "SELECT mirroring_connection_timeout FROM sys.database_mirroring WHERE database_id = DB_ID(?)",
                  DB) == [(5,)]
 
 
@@ -157,7 +157,7 @@ def test_alter_endpoint_keeping_trust_reconnects_without_failover(session):
     with p.connect(database=DB) as cn:
         cn.cursor().execute("INSERT INTO dbo.events (id) VALUES (30)")
     synchronized(session, witness="CONNECTED")
-    assert p.sql("SELECT mirroring_role_sequence FROM sys.database_mirroring WHERE database_id = DB_ID(?)",
+    assert q(p, "SELECT mirroring_role_sequence FROM sys.database_mirroring WHERE database_id = DB_ID(?)",
                  DB) == [(1,)]
 
 
@@ -165,7 +165,7 @@ def test_partner_off_leaves_the_mirror_restoring(session):
     p, m = session["P"], session["M"]
     p.sql(f"ALTER DATABASE {DB} SET PARTNER OFF")
     wait_state(m, {ROLE: None})
-    assert p.sql("SELECT mirroring_guid FROM sys.database_mirroring WHERE database_id = DB_ID(?)", DB) == [(None,)]
-    assert m.sql("SELECT state_desc FROM sys.databases WHERE name = ?", DB) == [("RESTORING",)]
+    assert q(p, "SELECT mirroring_guid FROM sys.database_mirroring WHERE database_id = DB_ID(?)", DB) == [(None,)]
+    assert q(m, "SELECT state_desc FROM sys.databases WHERE name = ?", DB) == [("RESTORING",)]
     m.sql(f"RESTORE DATABASE {DB} WITH RECOVERY")
     assert count_rows(m) == 3

@@ -289,7 +289,7 @@ class MirroringLayer:
             return {"error": 1407, "args": [msg["db"]]}
         if s is None:
             return {"error": 1416, "args": [msg["db"]]}
-        if last_log is None:
+        if not self._log_restored(conn, msg["db"]):
             return {"error": 1478, "args": [msg["db"]]}
         if end is None or end < int(msg["first"]) - 1 or end > int(msg["end"]):
             return {"error": 1412, "args": [msg["db"]]}
@@ -307,6 +307,16 @@ class MirroringLayer:
         self._log(f"Database mirroring is active with database '{msg['db']}' as the mirror copy. "
                   "This is an informational message only. No user action is required.")
         return {"ok": True, "end": end, "instance": self.instance.name}
+
+    @staticmethod
+    def _log_restored(conn: sqlite3.Connection, name: str) -> bool:
+        """A log backup was restored after the latest full restore (spec §1.1: 1478 otherwise)."""
+        row = conn.execute("SELECT MAX(restore_history_id) FROM t_restorehistory WHERE destination_database_name=? "
+                           "AND restore_type='D'", (name,)).fetchone()
+        if row is None or row[0] is None:
+            return False
+        return conn.execute("SELECT 1 FROM t_restorehistory WHERE destination_database_name=? AND restore_type='L' "
+                            "AND restore_history_id>?", (name, row[0])).fetchone() is not None
 
     # -- the log stream -----------------------------------------------------------------------------------
     def _start_sender(self, s: MirrorSession) -> None:
