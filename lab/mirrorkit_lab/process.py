@@ -80,7 +80,10 @@ def serve(state_dir: Path, specs: list[tuple[str, str, int]], sa_password: str,
     if ready is not None:
         ready.set()
     try:
-        stop.wait()
+        # wake now and then: a signal the kernel handed to another thread (one that was running when
+        # a frozen process got SIGCONT, say) only runs its Python handler when the main thread runs
+        while not stop.wait(0.5):
+            pass
     finally:
         for r in running:
             r.stop()

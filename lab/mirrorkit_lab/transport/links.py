@@ -222,7 +222,7 @@ class Link:
             conn.close()
         self.transport.link_closed(self)
         if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=handshake.LINK_HANDSHAKE_TIMEOUT + 1)
+            self._thread.join(timeout=1.0)     # a handshake in flight ends on its own (daemon thread)
 
     # -- inside ---------------------------------------------------------------------------------------------
     def resolve(self, request_id: int, value: Optional[dict]) -> None:

@@ -1,7 +1,9 @@
 """Framing of the lab's endpoint-to-endpoint messages.
 
-SQL Server's mirroring protocol is undocumented, so the lab uses its own: each
-message is a 4-byte big-endian length and a JSON object; bytes travel as hex.
+SQL Server's mirroring protocol is undocumented, so the lab uses its own. The
+handshake (send/recv): a 4-byte big-endian length and a JSON object, bytes as hex.
+After it, link frames (encode_frame/decode_frame/FrameReader): the same length
+prefix, a type, a request id, JSON and raw bytes.
 """
 from __future__ import annotations
 
