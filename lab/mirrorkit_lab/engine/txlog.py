@@ -92,6 +92,22 @@ def read(conn: sqlite3.Connection, database_id: int, after_lsn: int,
     return [LogRecord(r[0], r[1], r[2], r[3], r[4], _load(r[5]), _load(r[6])) for r in conn.execute(sql, args)]
 
 
+def read_encoded(conn: sqlite3.Connection, database_id: int, after_lsn: int, upto_lsn: int) -> tuple[bytes, int]:
+    """encode(read(…)) without decoding the stored images (the mirroring stream's hot path);
+    returns the block and the last LSN it holds (after_lsn when none)."""
+    parts, last = [], after_lsn
+    for lsn, txn, op, oid, rid, before, after in conn.execute(
+            "SELECT lsn, txn, op, object_id, rid, before, after FROM t_log WHERE database_id=? AND lsn>? "
+            "AND lsn<=? ORDER BY lsn", (database_id, after_lsn, upto_lsn)):
+        parts.append(f"[{lsn},{txn},{json.dumps(op)},{_num(oid)},{_num(rid)},{before or 'null'},{after or 'null'}]")
+        last = lsn
+    return ("[" + ",".join(parts) + "]").encode("utf-8"), last
+
+
+def _num(v: Optional[int]) -> str:
+    return "null" if v is None else str(int(v))
+
+
 def first_lsn(conn: sqlite3.Connection, database_id: int) -> Optional[int]:
     """The oldest LSN the log still holds (None: empty)."""
     row = conn.execute("SELECT MIN(lsn) FROM t_log WHERE database_id=?", (database_id,)).fetchone()
@@ -108,13 +124,17 @@ def truncate_before(conn: sqlite3.Connection, database_id: int, lsn: int) -> Non
     conn.execute("DELETE FROM t_log WHERE database_id=? AND lsn<?", (database_id, lsn))
 
 
-def redo(conn: sqlite3.Connection, database_id: int, records: Iterable[LogRecord]) -> int:
-    """Apply records (in LSN order, each after the current end of log) and keep them in this log."""
+def redo(conn: sqlite3.Connection, database_id: int, records: Iterable[LogRecord],
+         cache: Optional[dict] = None) -> int:
+    """Apply records (in LSN order, each after the current end of log) and keep them in this log.
+
+    `cache` (object_id -> TableDef) may be kept by a caller that redoes many blocks (a mirror); it is
+    emptied whenever a record changes a table's definition."""
     end = end_of_log(conn, database_id)
     for rec in records:
         if rec.lsn <= end:
             raise LogFormatError(f"log record {rec.lsn} is not after the end of log {end}")
-        apply(conn, database_id, rec)
+        apply(conn, database_id, rec, cache)
         conn.execute("INSERT INTO t_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      (database_id, rec.lsn, rec.txn, rec.op, rec.object_id, rec.rid,
                       _dump(rec.before), _dump(rec.after)))
@@ -134,24 +154,31 @@ def undo_after(conn: sqlite3.Connection, database_id: int, lsn: int) -> int:
 
 
 # -- applying records --------------------------------------------------------------------------------------
-def _table(conn, database_id: int, object_id: Optional[int]) -> tables.TableDef:
-    t = tables.by_id(conn, database_id, int(object_id or 0))
+def _table(conn, database_id: int, object_id: Optional[int], cache: Optional[dict] = None) -> tables.TableDef:
+    oid = int(object_id or 0)
+    t = cache.get(oid) if cache is not None else None
     if t is None:
-        raise LogFormatError(f"log record for unknown object {object_id}")
+        t = tables.by_id(conn, database_id, oid)
+        if t is None:
+            raise LogFormatError(f"log record for unknown object {object_id}")
+        if cache is not None:
+            cache[oid] = t
     return t
 
 
-def apply(conn: sqlite3.Connection, database_id: int, rec: LogRecord) -> None:
+def apply(conn: sqlite3.Connection, database_id: int, rec: LogRecord, cache: Optional[dict] = None) -> None:
+    if rec.op in ("create_table", "drop_table") and cache is not None:
+        cache.clear()
     if rec.op == "insert":
-        t = _table(conn, database_id, rec.object_id)
+        t = _table(conn, database_id, rec.object_id, cache)
         tables.insert_row(conn, t, rec.after or {}, rid=rec.rid)
         ident = t.identity_column
         if ident is not None and (rec.after or {}).get(ident.name) is not None:
             tables.note_identity(conn, t, max(int(rec.after[ident.name]), tables.next_identity(conn, t) - ident.identity[1]))
     elif rec.op == "update":
-        tables.update_row(conn, _table(conn, database_id, rec.object_id), int(rec.rid or 0), rec.after or {})
+        tables.update_row(conn, _table(conn, database_id, rec.object_id, cache), int(rec.rid or 0), rec.after or {})
     elif rec.op == "delete":
-        tables.delete_row(conn, _table(conn, database_id, rec.object_id), int(rec.rid or 0))
+        tables.delete_row(conn, _table(conn, database_id, rec.object_id, cache), int(rec.rid or 0))
     elif rec.op == "create_table":
         tables.create(conn, tables.TableDef.from_definition(database_id, rec.after or {}))
     elif rec.op == "drop_table":

@@ -91,7 +91,15 @@ class MirroringLayer:
         return f"TCP://{self.instance.host}:{row[0]}" if row else None
 
     def _msg(self, kind: str, **fields) -> dict:
-        return {"kind": kind, "from": self.instance.name, "url": self.my_url(), **fields}
+        return {"kind": kind, "from": self.instance.name, "url": self._url(), **fields}
+
+    def _url(self) -> Optional[str]:
+        # the hot path (every log block) must not query the catalog; endpoint DDL is rare
+        cached = getattr(self, "_url_cache", None)
+        if cached is None or time.monotonic() - cached[0] > 1.0:
+            cached = (time.monotonic(), self.my_url())
+            self._url_cache = cached
+        return cached[1]
 
     def _log(self, text: str) -> None:
         self.instance.errorlog.write("spid28s", text)
@@ -342,10 +350,9 @@ class MirroringLayer:
                     time.sleep(0.05)
                     continue
                 start = s.partner_end if s.partner_end is not None else -1
-                records = txlog.read(conn, s.database_id, start, start + BATCH) if start >= 0 else []
+                block = txlog.read_encoded(conn, s.database_id, start, start + BATCH)[0] if start >= 0 else b"[]"
                 reply = link.request(self._msg("dbm.log", guid=s.guid, db=s.database_name, from_lsn=start,
-                                               records=txlog.encode(records).decode("utf-8"), principal_end=end),
-                                     REQUEST_TIMEOUT)
+                                               records=block, principal_end=end), REQUEST_TIMEOUT)
                 if reply is None:
                     continue
                 if "end" in reply:
@@ -372,6 +379,7 @@ class MirroringLayer:
             if s.failover_lsn is not None and txlog.end_of_log(conn, dbid) > s.failover_lsn:
                 # a former principal whose tail the new principal never had (forced service): roll it back
                 txlog.undo_after(conn, dbid, s.failover_lsn)
+                s.tables.clear()
                 s.failover_lsn = None
                 S.save(conn, s)
             end = txlog.end_of_log(conn, dbid)
@@ -379,9 +387,10 @@ class MirroringLayer:
                 conn.execute("COMMIT")
                 s.caught_up = False
                 return {"end": end}
-            records = txlog.decode(msg["records"].encode("utf-8"))
+            block = msg["records"]
+            records = txlog.decode(block if isinstance(block, bytes) else str(block).encode("utf-8"))
             if records:
-                end = txlog.redo(conn, dbid, records)
+                end = txlog.redo(conn, dbid, records, s.tables)
             conn.execute("COMMIT")
         except (txlog.LogFormatError, sqlite3.Error, KeyError, ValueError) as exc:
             if conn.in_transaction:
@@ -504,6 +513,7 @@ class MirroringLayer:
 
     # -- role changes ---------------------------------------------------------------------------------------
     def _promote(self, s: MirrorSession, reason: str, forced: bool = False) -> None:
+        s.tables.clear()
         conn = self.db()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -535,6 +545,7 @@ class MirroringLayer:
         self._start_sender(s)
 
     def _demote(self, s: MirrorSession, failover_lsn, role_sequence: int, suspended: bool) -> None:
+        s.tables.clear()
         conn = self.db()
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -48,6 +48,7 @@ class MirrorSession:
     serving: bool = True                  # a principal with quorum (or no witness) serves the database
     partner_end: Optional[int] = None     # principal: the mirror's hardened end of log
     heard_at: float = field(default_factory=time.monotonic)   # last dbm.status from the partner
+    tables: dict = field(default_factory=dict, repr=False)      # mirror: redo's table definitions
     started: float = field(default_factory=time.monotonic)
     changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
