@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml lab/pyproject.toml | system-packages
 setup: system-packages $(STAMP)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: setup
 	$(PY) -m mirrorkit demo
@@ -54,6 +54,8 @@ bench: setup
 	$(PY) bench/roundtrips.py
 	$(PY) bench/runbook.py
 	$(PY) bench/verify_scaling.py
+	$(PY) bench/links.py
+	$(PY) bench/mirroring.py
 
 clean:
 	rm -rf $(VENV) .mirrorkit-lab build *.egg-info

@@ -26,7 +26,9 @@ settings.load_profile("random" if os.environ.get("MIRRORKIT_HYPOTHESIS_RANDOM", 
 SA_PASSWORD = "Lab-Test-Passw0rd!"
 # one counter per process, even when this file is imported a second time as tests.conftest
 _addresses = sys.__dict__.setdefault("_mirrorkit_test_addresses", itertools.count(1))
-_run = os.getpid() % 200 + 20   # differs between runs, so no address lingers in TIME_WAIT
+# differs between runs (no address lingers in TIME_WAIT) and between pytest-xdist workers
+_worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+_run = (os.getpid() % 50) * 4 + _worker % 4 + 20
 
 
 def next_address() -> str:

@@ -162,3 +162,19 @@ def test_encryption_mismatch_refuses_set_partner(lab):
     m.sql(f"ALTER ENDPOINT {ms.ENDPOINT} FOR DATABASE_MIRRORING (ENCRYPTION = DISABLED)")
     m.sql(f"ALTER DATABASE {DB} SET PARTNER = '{ms.url(p)}'")
     assert fails(p.connect().cursor(), f"ALTER DATABASE {DB} SET PARTNER = '{ms.url(m)}'")[0] == 1418
+
+
+def test_principal_lost_while_the_witness_is_gone_does_not_fail_over(witnessed):
+    p, m = witnessed["P"], witnessed["M"]
+    witnessed.instances["W"].running.stop()
+    wait_state(m, {WITNESS: "DISCONNECTED"}, timeout=TIMEOUT + 10)
+    witnessed.instances["P"].running.stop()
+    wait_state(m, {STATE: "DISCONNECTED"}, timeout=TIMEOUT + 10)
+    time.sleep(TIMEOUT + 2)
+    # no quorum for the mirror: it stays the mirror and the database stays unavailable (spec §1.6)
+    assert mirroring_state(m)[ROLE] == "MIRROR"
+    assert fails(m.connect().cursor(), f"USE {DB}")[0] == 954
+    witnessed.restart("W")
+    witnessed.restart("P")
+    synchronized(witnessed, witness="CONNECTED")
+    assert role_sequence(p) == 1
