@@ -23,6 +23,8 @@ import zlib
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
+from .txlog import from_json, to_json   # the one JSON form of stored values (bytes as {"hex": …})
+
 MAGIC = b"MIRRORKIT-LAB-MEDIA-1\n"
 MAX_HEADER = 4 * 1024 * 1024
 MAX_PAYLOAD = 512 * 1024 * 1024
@@ -212,33 +214,13 @@ def decode(data: bytes) -> Media:
 
 
 # -- payload of a database backup set -----------------------------------------------------------------
-def _to_json(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"hex": value.hex()}
-    if isinstance(value, dict):
-        return {k: _to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_json(v) for v in value]
-    return value
-
-
-def _from_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"hex"} and isinstance(value["hex"], str):
-            return bytes.fromhex(value["hex"])
-        return {k: _from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value
-
-
 def encode_snapshot(snapshot: dict) -> bytes:
-    return json.dumps(_to_json(snapshot), separators=(",", ":")).encode("utf-8")
+    return json.dumps(to_json(snapshot), separators=(",", ":")).encode("utf-8")
 
 
 def decode_snapshot(data: bytes) -> dict:
     try:
-        value = _from_json(json.loads(data.decode("utf-8")))
+        value = from_json(json.loads(data.decode("utf-8")))
     except (UnicodeDecodeError, ValueError):
         raise MediaError("damaged", "database snapshot is not readable") from None
     if not isinstance(value, dict) or not isinstance(value.get("tables"), list):

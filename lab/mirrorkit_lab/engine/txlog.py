@@ -36,35 +36,35 @@ class LogRecord:
 
 
 # -- images: SQLite storage values as JSON (bytes as {"hex": …}) -----------------------------------------
-def _to_json(value: Any) -> Any:
+def to_json(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"hex": value.hex()}
     if isinstance(value, dict):
-        return {k: _to_json(v) for k, v in value.items()}
+        return {k: to_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_json(v) for v in value]
+        return [to_json(v) for v in value]
     return value
 
 
-def _from_json(value: Any) -> Any:
+def from_json(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"hex"} and isinstance(value["hex"], str):
             try:
                 return bytes.fromhex(value["hex"])
             except ValueError:
                 raise LogFormatError("bad hex image") from None
-        return {k: _from_json(v) for k, v in value.items()}
+        return {k: from_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_from_json(v) for v in value]
+        return [from_json(v) for v in value]
     return value
 
 
 def _dump(image: Optional[dict]) -> Optional[str]:
-    return None if image is None else json.dumps(_to_json(image), separators=(",", ":"))
+    return None if image is None else json.dumps(to_json(image), separators=(",", ":"))
 
 
 def _load(text: Optional[str]) -> Optional[dict]:
-    return None if text is None else _from_json(json.loads(text))
+    return None if text is None else from_json(json.loads(text))
 
 
 # -- the log of one database ------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def apply_inverse(conn: sqlite3.Connection, database_id: int, rec: LogRecord) ->
 
 # -- the one serialisation ------------------------------------------------------------------------------------
 def encode(records: Iterable[LogRecord]) -> bytes:
-    out = [[r.lsn, r.txn, r.op, r.object_id, r.rid, _to_json(r.before), _to_json(r.after)] for r in records]
+    out = [[r.lsn, r.txn, r.op, r.object_id, r.rid, to_json(r.before), to_json(r.after)] for r in records]
     return json.dumps(out, separators=(",", ":")).encode("utf-8")
 
 
@@ -235,5 +235,5 @@ def decode(data: bytes) -> list[LogRecord]:
         if isinstance(lsn, bool) or (last is not None and lsn <= last):
             raise LogFormatError("log records out of order")
         last = lsn
-        out.append(LogRecord(lsn, txn, op, oid, rid, _from_json(before), _from_json(after)))
+        out.append(LogRecord(lsn, txn, op, oid, rid, from_json(before), from_json(after)))
     return out
