@@ -41,13 +41,13 @@ class DatabaseStatus:
         return self.database_id in SYSTEM_DATABASE_IDS
 
 
-def _open(state_dir: Path, name: str) -> Optional[sqlite3.Connection]:
+def _open(state_dir: Path, name: str, running: bool) -> Optional[sqlite3.Connection]:
     db = instance_home(state_dir, name) / "instance.db"
     if not db.exists():
         return None
-    if not db.with_name(db.name + "-wal").exists():
-        # no write-ahead log: nobody has the store open. A read-only open would still create the
-        # -wal and -shm files; immutable reads the file alone and creates nothing
+    if not running and not db.with_name(db.name + "-wal").exists():
+        # no process and no write-ahead log: the file is all there is. A read-only open would still
+        # create the -wal and -shm files; immutable reads the file alone and creates nothing
         return sqlite3.connect(f"file:{db}?immutable=1", uri=True, timeout=2)
     return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
 
@@ -58,9 +58,9 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1].lower() for row in conn.execute(f'PRAGMA table_info("{table}")')}
 
 
-def endpoint_summary(state_dir: Path, name: str) -> str:
+def endpoint_summary(state_dir: Path, name: str, running: bool = True) -> str:
     try:
-        conn = _open(state_dir, name)
+        conn = _open(state_dir, name, running)
         if conn is None:
             return "-"
         try:
@@ -75,10 +75,13 @@ def endpoint_summary(state_dir: Path, name: str) -> str:
     return f"{row[0]} {state} port {row[2]}" + (f" ip {row[3]}" if row[3] else "")
 
 
-def databases(state_dir: Path, name: str) -> list[DatabaseStatus]:
-    """The instance's databases as its store holds them ([] before its first start)."""
+def databases(state_dir: Path, name: str, running: bool = True) -> list[DatabaseStatus]:
+    """The instance's databases as its store holds them ([] before its first start).
+
+    running: whether a process may have the store open (False lets status read without a trace).
+    """
     try:
-        conn = _open(state_dir, name)
+        conn = _open(state_dir, name, running)
         if conn is None:
             return []
         try:
@@ -145,11 +148,12 @@ def live_mirroring(state_dir: Path, rec: Recorded, timeout: int = 3) -> dict[int
 
 def instance_status(state_dir: Path, rec: Recorded) -> dict:
     state = process_state(rec, state_dir)
+    alive = state in ("running", "frozen", "unreachable")
     entry = {"name": rec.name, "server": f"{rec.host},{rec.port}", "state": state,
-             "pid": rec.pid if state in ("running", "frozen", "unreachable") else None,
-             "endpoint": endpoint_summary(state_dir, rec.name), "databases": [], "databases_error": None}
+             "pid": rec.pid if alive else None,
+             "endpoint": endpoint_summary(state_dir, rec.name, alive), "databases": [], "databases_error": None}
     try:
-        found = databases(state_dir, rec.name)
+        found = databases(state_dir, rec.name, alive)
     except StoreUnreadable as exc:
         entry["databases_error"] = str(exc)
         found = []

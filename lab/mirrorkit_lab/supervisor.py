@@ -202,8 +202,10 @@ def down(state_dir: Path, out=sys.stdout, timeout: float = 10.0) -> None:
     live = [r for r in items if pid_alive(r.pid, state_dir)]
     for r in live:
         try:
+            # resume a frozen instance first: a SIGTERM pending over SIGSTOP may go to any thread,
+            # and Python acts on it only when the main thread wakes
+            os.kill(r.pid, signal.SIGCONT)
             os.kill(r.pid, signal.SIGTERM)
-            os.kill(r.pid, signal.SIGCONT)    # a frozen instance must run to act on the SIGTERM
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout

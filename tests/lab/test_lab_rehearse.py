@@ -298,7 +298,7 @@ def test_status_databases_from_the_store_the_lab_creates(tmp_path):
     out = io.StringIO()
     assert lab_status.status(state, out=out) == 3
     assert "no user databases" in out.getvalue()
-    dbs = lab_status.databases(state, "P")
+    dbs = lab_status.databases(state, "P", running=False)
     assert [(d.name, d.state, d.role, d.system) for d in dbs] == [
         ("master", "ONLINE", None, True), ("tempdb", "ONLINE", None, True),
         ("model", "ONLINE", None, True), ("msdb", "ONLINE", None, True)]
